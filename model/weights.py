@@ -1,0 +1,119 @@
+"""The relight weight file: safetensors tensors plus metadata that can be read without them.
+
+Metadata keys (all strings, as safetensors requires):
+  format          "relight-weights"
+  format_version  "1"
+  architecture    a key of model.dmshn.ARCHITECTURES
+  value_range     "low,high", the range the network was trained in
+  training        JSON: data, stages, steps, metrics (absent for imported weights)
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from model.dmshn import ARCHITECTURES
+from model.pixels import ValueRange, format_value_range, parse_value_range
+
+FORMAT = "relight-weights"
+FORMAT_VERSION = "1"
+STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+class WeightsError(ValueError):
+    """A weight file that cannot be served: names the file and what is wrong with it."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+def save_weights(
+    model: nn.Module,
+    path: str | Path,
+    value_range: ValueRange,
+    training: dict[str, Any] | None = None,
+    storage_dtype: str = "float16",
+) -> None:
+    architecture = type(model).__name__
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"cannot save {architecture}: known architectures are {sorted(ARCHITECTURES)}")
+    dtype = STORAGE_DTYPES[storage_dtype]
+    tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "value_range": format_value_range(value_range),
+    }
+    if training is not None:
+        metadata["training"] = json.dumps(training, sort_keys=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The file's metadata, checked, with value_range parsed and training decoded; no tensors are read."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(path, f"not a readable safetensors file ({error})") from None
+    if raw.get("format") != FORMAT:
+        raise WeightsError(path, f"not a relight weight file (metadata 'format' is {raw.get('format')!r})")
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(path, f"format version {raw.get('format_version')!r}, this code reads {FORMAT_VERSION!r}")
+    if raw.get("architecture") not in ARCHITECTURES:
+        raise WeightsError(path, f"unknown architecture {raw.get('architecture')!r}")
+    try:
+        value_range = parse_value_range(raw.get("value_range", ""))
+        training = json.loads(raw["training"]) if "training" in raw else None
+    except ValueError as error:
+        raise WeightsError(path, f"bad metadata: {error}") from None
+    return {**raw, "value_range": value_range, "training": training}
+
+
+def load_weights(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the file's architecture, check every tensor name and shape, and load it in eval mode."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    model = ARCHITECTURES[metadata["architecture"]]()
+    expected = model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = set(handle.keys())
+            missing = sorted(set(expected) - names)
+            unexpected = sorted(names - set(expected))
+            if missing or unexpected:
+                raise WeightsError(
+                    path,
+                    f"tensors do not match {metadata['architecture']}: "
+                    f"{len(missing)} missing (e.g. {missing[:3]}), "
+                    f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})",
+                )
+            state = {}
+            for name in expected:
+                tensor = handle.get_tensor(name)
+                if tensor.shape != expected[name].shape:
+                    raise WeightsError(
+                        path, f"tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}"
+                    )
+                if not tensor.is_floating_point():
+                    raise WeightsError(path, f"tensor {name} has dtype {tensor.dtype}, expected floating point")
+                state[name] = tensor
+    except (SafetensorError, OSError) as error:
+        raise WeightsError(path, f"cannot read tensors ({error})") from None
+    model.load_state_dict(state)
+    model.to(device=device, dtype=dtype).eval()
+    return model, metadata

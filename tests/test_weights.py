@@ -1,0 +1,157 @@
+import json
+import struct
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from model import DMSHN, StackedDMSHN
+from model.convert import load_authors_checkpoint
+from model.convert import main as convert_main
+from model.weights import WeightsError, load_weights, read_metadata, save_weights
+from tests.authors_dmshn import build as build_authors
+
+
+@pytest.fixture(scope="module")
+def stacked():
+    torch.manual_seed(0)
+    return StackedDMSHN().eval()
+
+
+def test_round_trip_in_float32_is_exact(tmp_path, stacked):
+    path = tmp_path / "w.safetensors"
+    save_weights(stacked, path, (0.0, 1.0), training={"steps": 3}, storage_dtype="float32")
+    loaded, metadata = load_weights(path)
+    assert metadata["architecture"] == "StackedDMSHN"
+    assert metadata["value_range"] == (0.0, 1.0)
+    assert metadata["training"] == {"steps": 3}
+    for (name, a), (_, b) in zip(stacked.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_float16_storage_loads_to_any_dtype(tmp_path, stacked):
+    path = tmp_path / "w16.safetensors"
+    save_weights(stacked, path, (-0.5, 0.5))
+    assert path.stat().st_size < 23_000_000
+    model, _ = load_weights(path, dtype=torch.bfloat16)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    model, _ = load_weights(path)
+    original = stacked.net1.encoder_lv1.scale1[0].weight
+    assert torch.equal(model.net1.encoder_lv1.scale1[0].weight, original.half().float())
+
+
+def test_metadata_is_read_without_tensors(tmp_path):
+    path = tmp_path / "dmshn.safetensors"
+    save_weights(DMSHN(), path, (-0.5, 0.5))
+    metadata = read_metadata(path)
+    assert metadata["architecture"] == "DMSHN"
+    assert metadata["format_version"] == "1"
+    assert metadata["training"] is None
+
+
+def write_foreign(path):
+    save_file({"weight": torch.zeros(3)}, str(path))
+
+
+def write_truncated(path, stacked):
+    save_weights(stacked, path, (-0.5, 0.5))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def write_wrong_shape(path):
+    state = {k: v.clone() for k, v in DMSHN().state_dict().items()}
+    state["encoder_lv1.scale1.0.weight"] = torch.zeros(16, 3, 3, 3)
+    meta = {"format": "relight-weights", "format_version": "1", "architecture": "DMSHN", "value_range": "-0.5,0.5"}
+    save_file(state, str(path), metadata=meta)
+
+
+def write_other_architecture(path):
+    state = DMSHN().state_dict()
+    meta = {"format": "relight-weights", "format_version": "1", "architecture": "StackedDMSHN", "value_range": "0,1"}
+    save_file(state, str(path), metadata=meta)
+
+
+def write_missing_tensor(path):
+    state = dict(DMSHN().state_dict())
+    del state["decoder_lv3.scale1.2.bias"]
+    meta = {"format": "relight-weights", "format_version": "1", "architecture": "DMSHN", "value_range": "0,1"}
+    save_file(state, str(path), metadata=meta)
+
+
+def write_bad_header(path):
+    header = json.dumps({"__metadata__": {"format": "relight-weights"}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header) + 100) + header)
+
+
+@pytest.mark.parametrize(
+    ("writer", "message"),
+    [
+        (lambda p, m: None, "no such file"),
+        (lambda p, m: p.write_text("hello, not weights"), "not a readable safetensors file"),
+        (lambda p, m: write_foreign(p), "not a relight weight file"),
+        (write_truncated, "not a readable safetensors file"),
+        (lambda p, m: write_bad_header(p), "not a readable safetensors file"),
+        (lambda p, m: write_wrong_shape(p), "has shape (16, 3, 3, 3), expected (32, 3, 3, 3)"),
+        (lambda p, m: write_other_architecture(p), "do not match StackedDMSHN"),
+        (lambda p, m: write_missing_tensor(p), "1 missing"),
+    ],
+)
+def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, stacked, writer, message):
+    path = tmp_path / "bad.safetensors"
+    writer(path, stacked)
+    with pytest.raises(WeightsError) as raised:
+        load_weights(path)
+    assert str(path) in str(raised.value)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("stacked_checkpoint", [True, False])
+@pytest.mark.parametrize("data_parallel", [True, False])
+def test_authors_checkpoint_converts_and_gives_the_same_output(tmp_path, stacked_checkpoint, data_parallel):
+    authors = build_authors(stacked_checkpoint)
+    state = authors.state_dict()
+    if data_parallel:
+        state = {f"module.{k}": v for k, v in state.items()}
+    checkpoint = tmp_path / "authors.pth"
+    torch.save(state, checkpoint)
+    output = tmp_path / "ours.safetensors"
+    convert_main([str(checkpoint), str(output)])
+    ours, metadata = load_weights(output)
+    assert type(ours) is (StackedDMSHN if stacked_checkpoint else DMSHN)
+    assert metadata["value_range"] == (-0.5, 0.5)
+    x = torch.rand(2, 3, 48, 64) - 0.5
+    with torch.no_grad():
+        assert torch.allclose(ours(x), authors(x), atol=1e-6)
+
+
+def test_foreign_checkpoint_key_is_named(tmp_path):
+    checkpoint = tmp_path / "other.pth"
+    torch.save({"encoder_lv1.layer4.weight": torch.zeros(1)}, checkpoint)
+    with pytest.raises(WeightsError, match="layer4"):
+        load_authors_checkpoint(checkpoint)
+
+
+def test_convert_refuses_pickled_code(tmp_path):
+    checkpoint = tmp_path / "evil.pth"
+    torch.save({"x": object()}, checkpoint, _use_new_zipfile_serialization=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "model.convert", str(checkpoint), str(tmp_path / "o.safetensors")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "not a loadable PyTorch checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_info_prints_parameters_flops_and_range(tmp_path, stacked):
+    path = tmp_path / "w.safetensors"
+    save_weights(stacked, path, (-0.5, 0.5), training={"data": "synthetic"})
+    result = subprocess.run([sys.executable, "-m", "model.info", str(path)], capture_output=True, text=True, check=True)
+    assert "10,848,786" in result.stdout
+    assert "1.368 TFLOP" in result.stdout
+    assert "[-0.5, 0.5]" in result.stdout
+    assert '"data": "synthetic"' in result.stdout
