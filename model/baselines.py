@@ -1,0 +1,39 @@
+"""The floors every trained model must beat: the identity, and a global colour transfer.
+
+The colour transfer is the best 3x3 colour matrix plus bias (least squares on the train
+split's pixels, in [0, 1] sRGB): all that relighting is if one ignores shadows and shading.
+"""
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def identity(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels
+
+
+class ColourTransfer:
+    def __init__(self, matrix: np.ndarray, bias: np.ndarray):
+        self.matrix, self.bias = matrix, bias
+
+    @classmethod
+    def fit(cls, dataset: Dataset, pixels_per_image: int = 20_000, seed: int = 0) -> "ColourTransfer":
+        rng = np.random.default_rng(seed)
+        sources, targets = [], []
+        for index in range(len(dataset)):
+            source, target = (t.reshape(-1, 3).numpy() for t in dataset[index])
+            chosen = rng.choice(len(source), size=min(pixels_per_image, len(source)), replace=False)
+            sources.append(source[chosen])
+            targets.append(target[chosen])
+        x = np.concatenate(sources).astype(np.float64) / 255.0
+        y = np.concatenate(targets).astype(np.float64) / 255.0
+        design = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+        solution, *_ = np.linalg.lstsq(design, y, rcond=None)
+        return cls(solution[:3], solution[3])
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., 3) -> uint8 (..., 3)."""
+        x = pixels.numpy().astype(np.float64) / 255.0
+        y = x @ self.matrix + self.bias
+        return torch.from_numpy(np.clip(np.round(y * 255.0), 0, 255).astype(np.uint8))

@@ -1,0 +1,72 @@
+"""The paper's losses: L2 (stage 1), the combined loss (stage 2), and the Combined Sobel Loss ablation.
+
+All take network outputs and targets in the network's value range (low, high).
+"""
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim
+from torch import nn
+
+
+def tv_loss(x: torch.Tensor) -> torch.Tensor:
+    """Total variation, summed over the image as in the usual TV loss (hence the paper's tiny 2e-8 weight)."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().sum() + (x[..., :, 1:] - x[..., :, :-1]).abs().sum()
+
+
+SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def sobel_edges(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel horizontal and vertical Sobel responses, (N, 2C, H, W)."""
+    channels = x.shape[1]
+    kernel = torch.stack([SOBEL_X, SOBEL_X.T]).to(x).repeat(channels, 1, 1).unsqueeze(1)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels)
+
+
+class CombinedLoss(nn.Module):
+    """w_l1 * L1 + w_ssim * SSIM + w_perceptual * |VGG(x) - VGG(y)|^2 + w_tv * TV; the paper's w_ssim is negative."""
+
+    def __init__(
+        self,
+        value_range: tuple[float, float],
+        l1_weight: float = 1.0,
+        ssim_weight: float = -5e-3,
+        perceptual_weight: float = 0.006,
+        tv_weight: float = 2e-8,
+        vgg: nn.Module | None = None,
+    ):
+        super().__init__()
+        if perceptual_weight and vgg is None:
+            raise ValueError("a non-zero perceptual weight needs the VGG16 features")
+        self.low, self.span = value_range[0], value_range[1] - value_range[0]
+        self.vgg = vgg
+        self.l1_weight, self.ssim_weight = l1_weight, ssim_weight
+        self.perceptual_weight, self.tv_weight = perceptual_weight, tv_weight
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output, target = output.float(), target.float()
+        loss = self.l1_weight * F.l1_loss(output, target)
+        loss = loss + self.ssim_weight * ssim(output, target, data_range=self.span, size_average=True)
+        if self.perceptual_weight:
+            features = [self.vgg((t - self.low) / self.span) for t in (output, target)]
+            loss = loss + self.perceptual_weight * F.mse_loss(*features)
+        return loss + self.tv_weight * tv_loss(output)
+
+
+class CombinedSobelLoss(nn.Module):
+    """The ablation's L_CSL: L2 plus an L1 loss between Sobel edge maps."""
+
+    def __init__(self, sobel_weight: float = 1.0):
+        super().__init__()
+        self.sobel_weight = sobel_weight
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output, target = output.float(), target.float()
+        edges = F.l1_loss(sobel_edges(output), sobel_edges(target))
+        return F.mse_loss(output, target) + self.sobel_weight * edges
+
+
+class L2Loss(nn.Module):
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(output.float(), target.float())

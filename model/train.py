@@ -1,0 +1,341 @@
+"""Train DMSHN / Stacked DMSHN with the paper's two-stage recipe and write a relight weight file.
+
+    python -m model.train --preset cpu                      # the shipped weights, on a CPU in about an hour
+    python -m model.train --preset paper --data VIDIT_DIR   # the paper's settings
+    torchrun --nproc_per_node=4 -m model.train --preset paper --data VIDIT_DIR
+    python -m model.train --preset cpu --resume             # continue from OUT/checkpoint.pt
+
+Any field of TrainConfig can be overridden: --max_steps 100 --perceptual_weight 0 ...
+Stage 1 (steps before stage2_step) minimises L2; stage 2 the combined loss
+L1 - 5e-3 SSIM + 0.006 perceptual + 2e-8 TV. --loss l2 or --loss sobel keeps one loss
+throughout (the paper's ablation).
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from model.baselines import ColourTransfer
+from model.data import RelightPairs
+from model.dmshn import ARCHITECTURES
+from model.evaluate import evaluate_model, evaluation_table
+from model.losses import CombinedLoss, CombinedSobelLoss, L2Loss
+from model.pixels import parse_value_range, to_network
+from model.precision import fast_autocast_dtype
+from model.vgg import VGG16Features, VGGWeightsMissing, find_vgg16_weights
+from model.weights import save_weights
+
+
+@dataclass
+class TrainConfig:
+    data: str = "data/synth"  # track-1 layout: DATA/train and DATA/validation
+    out: str = "runs/cpu"
+    architecture: str = "StackedDMSHN"
+    value_range: str = "-0.5,0.5"  # the authors' ToTensor() - 0.5
+    loss: str = "two-stage"  # two-stage | l2 | sobel
+    max_steps: int = 6000
+    stage2_step: int = 4000  # first step of stage 2 (two-stage only)
+    batch_size: int = 2
+    resize: int | None = None  # resize pairs to this square size before cropping
+    crop: int | None = 256  # random crop side; None trains on whole (resized) images
+    lr: float = 2e-3
+    min_lr: float = 5e-5
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # 0: no clipping
+    l1_weight: float = 1.0
+    ssim_weight: float = -5e-3
+    perceptual_weight: float = 0.006
+    tv_weight: float = 2e-8
+    sobel_weight: float = 1.0
+    vgg_weights: str | None = None  # default: torchvision's cache file vgg16-397923af.pth
+    amp: str = "auto"  # auto | off | bf16 | fp16
+    channels_last: bool = True
+    eval_every: int = 500
+    eval_images: int = 0  # 0: the whole validation split
+    checkpoint_every: int = 500
+    storage_dtype: str = "float16"
+    seed: int = 0
+    num_workers: int = 0
+    resume: bool = False
+
+
+PRESETS = {
+    # 2500 epochs of VIDIT's 300 training pairs at batch 2 = 375,000 steps, the two stages halved.
+    "paper": TrainConfig(
+        out="runs/paper", resize=512, crop=None, max_steps=375_000, stage2_step=187_500, eval_every=5000,
+        checkpoint_every=5000,
+    ),
+    # About an hour on a 2-core AVX512-BF16 CPU. VGG16 weights cannot be had on our machines,
+    # so stage 2 runs without the perceptual term; 256 crops of 512 images keep the test-time scale.
+    "cpu": TrainConfig(
+        out="runs/cpu", max_steps=5000, stage2_step=3500, lr=1e-3, warmup_steps=200, grad_clip=1.0,
+        perceptual_weight=0.0, eval_every=500, eval_images=15, checkpoint_every=250,
+    ),
+}  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    for field in dataclasses.fields(TrainConfig):
+        if field.type is bool:
+            parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(
+                f"--{field.name}", type=parse_field(field.type), default=None, metavar=field.name.upper()
+            )
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "preset" and v is not None}
+    return dataclasses.replace(PRESETS[args.preset], **overrides)
+
+
+def parse_field(kind):
+    base = {"int | None": int, "str | None": str}.get(str(kind), kind)
+    if str(kind).endswith("| None"):
+        return lambda text: None if text.lower() == "none" else base(text)
+    return base
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Distributed:
+    """torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is one process."""
+    cuda = torch.cuda.is_available()
+    if "RANK" not in os.environ:
+        return Distributed(device=torch.device("cuda" if cuda else "cpu"))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return Distributed(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp, fast_autocast_dtype(device))
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then a cosine from lr down to min_lr over the remaining steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def stage_of(cfg: TrainConfig, step: int) -> int:
+    return 2 if cfg.loss == "two-stage" and step >= cfg.stage2_step else 1
+
+
+def build_loss(cfg: TrainConfig, stage: int, value_range, device) -> torch.nn.Module:
+    if cfg.loss == "sobel":
+        return CombinedSobelLoss(cfg.sobel_weight)
+    if cfg.loss == "l2" or stage == 1:
+        return L2Loss()
+    vgg = VGG16Features(cfg.vgg_weights).to(device) if cfg.perceptual_weight else None
+    return CombinedLoss(value_range, cfg.l1_weight, cfg.ssim_weight, cfg.perceptual_weight, cfg.tv_weight, vgg)
+
+
+def training_summary(cfg: TrainConfig, step: int, elapsed: float, metrics: dict, device: torch.device) -> dict:
+    data_meta = Path(cfg.data) / "meta.json"
+    if cfg.loss == "two-stage":
+        weights = {
+            "l1": cfg.l1_weight, "ssim": cfg.ssim_weight, "perceptual": cfg.perceptual_weight, "tv": cfg.tv_weight
+        }  # fmt: skip
+        stages = [
+            {"stage": 1, "loss": "L2", "steps": min(step, cfg.stage2_step)},
+            {"stage": 2, "loss": "combined", "weights": weights, "steps": max(0, step - cfg.stage2_step)},
+        ]
+    else:
+        stages = [{"stage": 1, "loss": cfg.loss, "steps": step}]
+    return {
+        "data": json.loads(data_meta.read_text()) if data_meta.is_file() else {"path": cfg.data},
+        "stages": stages,
+        "steps": step,
+        "wall_time_s": round(elapsed, 1),
+        "metrics": metrics,
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "device": str(device), "torch": torch.__version__},
+        "command": "python -m model.train " + " ".join(sys.argv[1:]),
+        "config": asdict(cfg),
+    }  # fmt: skip
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    """Written beside and renamed into place, so an interrupted save never leaves a broken checkpoint."""
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def train(cfg: TrainConfig) -> Path:
+    run = setup_distributed()
+    torch.manual_seed(cfg.seed)
+    value_range = parse_value_range(cfg.value_range)
+    out = Path(cfg.out)
+    if cfg.loss == "two-stage" and cfg.perceptual_weight:
+        find_vgg16_weights(cfg.vgg_weights)  # fail before any work, not at the stage switch
+    train_set = RelightPairs(Path(cfg.data) / "train", resize=cfg.resize, crop=cfg.crop, seed=cfg.seed)
+    val_set = RelightPairs(Path(cfg.data) / "validation")
+    model = ARCHITECTURES[cfg.architecture]().to(run.device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    amp_dtype = autocast_dtype(cfg, run.device)
+    scaler = torch.amp.GradScaler(run.device.type, enabled=amp_dtype == torch.float16)
+    step, best_psnr, elapsed = 0, -math.inf, 0.0
+    checkpoint_path = out / "checkpoint.pt"
+    if cfg.resume:
+        state = torch.load(checkpoint_path, map_location=run.device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step, best_psnr, elapsed = state["step"], state["best_psnr"], state["elapsed_s"]
+    net = DistributedDataParallel(model) if run.world > 1 else model
+    sampler = DistributedSampler(train_set, run.world, run.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise SystemExit(f"error: {len(train_set)} training pairs cannot fill one batch of {cfg.batch_size}")
+    if run.main:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"{cfg.architecture} on {run.device} x{run.world}, autocast {amp_dtype}, {len(train_set)} train pairs, "
+              f"{steps_per_epoch} steps/epoch, from step {step} to {cfg.max_steps}")  # fmt: skip
+    colour_baseline = ColourTransfer.fit(train_set) if run.main else None
+
+    def checkpoint() -> None:
+        if run.main:
+            save_checkpoint(checkpoint_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            scaler=scaler.state_dict(), step=step, best_psnr=best_psnr,
+                            elapsed_s=elapsed + time.perf_counter() - started, config=asdict(cfg))  # fmt: skip
+
+    def validate() -> dict:
+        model.eval()
+        images = range(min(cfg.eval_images or len(val_set), len(val_set)))
+        metrics = evaluate_model(model, val_set, value_range, images, amp_dtype, cfg.channels_last)
+        model.train()
+        return metrics
+
+    # One JSON line per step: the loss curve, and what the resume test compares.
+    log = (out / "train_log.jsonl").open("a") if run.main else None
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not run.main, dynamic_ncols=True)
+    started = time.perf_counter()
+    loss_fn, stage = None, 0
+    # SIGTERM (a cluster pre-empting the job) is treated like Ctrl-C: checkpoint, then stop.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while step < cfg.max_steps:
+            epoch, done_in_epoch = divmod(step, steps_per_epoch)
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            order = list(sampler)[done_in_epoch * cfg.batch_size : steps_per_epoch * cfg.batch_size]
+            loader = DataLoader(train_set, cfg.batch_size, sampler=order, drop_last=True, num_workers=cfg.num_workers)
+            for source, target in loader:
+                if stage_of(cfg, step) != stage:
+                    stage = stage_of(cfg, step)
+                    loss_fn = build_loss(cfg, stage, value_range, run.device)
+                    if run.main:
+                        bar.write(f"step {step}: stage {stage}, loss {type(loss_fn).__name__}")
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, step)
+                tick = time.perf_counter()
+                x = to_network(source, value_range).to(run.device, memory_format=memory_format)
+                y = to_network(target, value_range).to(run.device, memory_format=memory_format)
+                autocast = torch.autocast(run.device.type, amp_dtype) if amp_dtype else contextlib.nullcontext()
+                with autocast:
+                    output = net(x)
+                loss = loss_fn(output, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                if run.main:
+                    log.write(json.dumps({"step": step, "loss": loss.item(), "lr": learning_rate(cfg, step - 1),
+                                          "stage": stage}) + "\n")  # fmt: skip
+                images_per_s = cfg.batch_size * run.world / (time.perf_counter() - tick)
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{learning_rate(cfg, step - 1):.2e}",
+                                img_s=f"{images_per_s:.2f}", stage=stage)  # fmt: skip
+                bar.update()
+                if run.main and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                    metrics = validate()
+                    bar.write(f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
+                    if metrics["psnr"] > best_psnr:
+                        best_psnr = metrics["psnr"]
+                        now = elapsed + time.perf_counter() - started
+                        summary = training_summary(cfg, step, now, {"validation_subset": metrics}, run.device)
+                        save_weights(model, out / "best.safetensors", value_range, summary, cfg.storage_dtype)
+                if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+                    checkpoint()
+                if step >= cfg.max_steps:
+                    break
+    except KeyboardInterrupt:
+        checkpoint()
+        bar.close()
+        if log:
+            log.close()
+        if run.main:
+            print(f"interrupted at step {step}; checkpoint saved to {checkpoint_path}, continue with --resume")
+        raise SystemExit(130) from None
+    bar.close()
+    if run.main:
+        log.close()
+        wall = elapsed + time.perf_counter() - started
+        best = out / "best.safetensors"
+        if not best.exists():
+            save_weights(model, best, value_range, training_summary(cfg, step, wall, {}, run.device), cfg.storage_dtype)
+        record_final_evaluation(cfg, best, val_set, colour_baseline, run.device, amp_dtype, wall)
+    if run.world > 1:
+        dist.destroy_process_group()
+    return out / "best.safetensors"
+
+
+def record_final_evaluation(cfg, best: Path, val_set, colour_baseline, device, amp_dtype, wall: float) -> None:
+    """Evaluate the best weights on the whole validation split beside both baselines; store the table in the file."""
+    from model.weights import load_weights
+
+    model, metadata = load_weights(best, device)
+    rows = evaluation_table(model, val_set, metadata["value_range"], colour_baseline, amp_dtype, cfg.channels_last)
+    summary = metadata["training"] | {"validation": rows, "total_wall_time_s": round(wall, 1)}
+    save_weights(model, best, metadata["value_range"], summary, cfg.storage_dtype)
+    for name, row in rows.items():
+        print(f"{name:<18} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}")
+    print(f"wrote {best}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    try:
+        train(cfg)
+    except VGGWeightsMissing as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    main()

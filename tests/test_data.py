@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.baselines import ColourTransfer, identity
+from model.data import DataError, RelightPairs, discover_pairs
+from model.synth import LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, train=3, val=2, size=48, seed=7)
+    return root
+
+
+def test_generator_is_deterministic(tiny_set, tmp_path):
+    write_dataset(tmp_path, train=3, val=2, size=48, seed=7)
+    files = sorted(p.relative_to(tiny_set) for p in tiny_set.rglob("*") if p.is_file())
+    assert len(files) == 2 * 5 + 1
+    for name in files:
+        assert (tiny_set / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_layout_and_meta(tiny_set):
+    assert sorted(p.name for p in (tiny_set / "train" / "input").iterdir()) == [
+        "Image000.png",
+        "Image001.png",
+        "Image002.png",
+    ]
+    assert sorted(p.name for p in (tiny_set / "validation" / "target").iterdir()) == ["Image003.png", "Image004.png"]
+    meta = json.loads((tiny_set / "meta.json").read_text())
+    assert meta["arguments"] == {"train": 3, "val": 2, "size": 48, "seed": 7, "supersample": 2}
+    assert meta["lights"]["source"] == {"azimuth_deg": 0.0, "kelvin": 6500.0}
+    assert meta["lights"]["target"] == {"azimuth_deg": 90.0, "kelvin": 4500.0}
+
+
+def test_validation_scenes_differ_from_train_scenes(tiny_set):
+    train = [np.asarray(Image.open(p)) for p in sorted((tiny_set / "train" / "input").iterdir())]
+    for path in (tiny_set / "validation" / "input").iterdir():
+        assert all(not np.array_equal(np.asarray(Image.open(path)), image) for image in train)
+
+
+def test_light_colours_follow_the_planckian_locus():
+    d65 = planckian_rgb(6500)
+    assert np.allclose(d65 / d65.max(), 1.0, atol=0.06)
+    warm = planckian_rgb(4500)
+    assert warm[0] > warm[1] > warm[2]
+
+
+def test_relighting_is_more_than_a_colour_change():
+    """After the best global colour transfer for this very pair, moved shadows remain as a clear residual."""
+    source, target = (torch.from_numpy(p) for p in render_pair(scene_rng(3, "train", 0), 96, LightSetup()))
+    fitted = ColourTransfer.fit([(source, target)])
+    residual = (fitted(source).int() - target.int()).abs().amax(-1)
+    assert (residual > 40).float().mean() > 0.03
+    assert not torch.equal(identity(source), target)
+
+
+def test_loader_reads_the_generated_set_with_deterministic_crops(tiny_set):
+    dataset = RelightPairs(tiny_set / "train", crop=32, seed=1)
+    assert len(dataset) == 3
+    source, target = dataset[0]
+    assert source.shape == target.shape == (32, 32, 3)
+    assert source.dtype == torch.uint8
+    dataset.set_epoch(0)
+    first = [dataset[i][0] for i in range(3)]
+    dataset.set_epoch(1)
+    second = [dataset[i][0] for i in range(3)]
+    dataset.set_epoch(0)
+    assert all(torch.equal(a, dataset[i][0]) for i, a in enumerate(first))
+    assert any(not torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    whole = RelightPairs(tiny_set / "validation", resize=24)
+    assert whole[1][0].shape == (24, 24, 3)
+
+
+def save_rgba(path, pixels):
+    Image.fromarray(np.concatenate([pixels, np.full((*pixels.shape[:2], 1), 255, np.uint8)], -1), "RGBA").save(path)
+
+
+def test_loader_reads_full_vidit_names_and_adds_flipped_west_pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    images = {}
+    for name in ["Image014_6500_N", "Image014_4500_E", "Image014_4500_W", "Image015_6500_N", "Image015_4500_E",
+                 "Image015_3500_S"]:  # fmt: skip
+        images[name] = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+        save_rgba(tmp_path / f"{name}.png", images[name])
+    dataset = RelightPairs(tmp_path)
+    assert len(dataset) == 3
+    sources, targets = zip(*(dataset[i] for i in range(3)), strict=True)
+    assert np.array_equal(sources[0].numpy(), images["Image014_6500_N"])
+    assert np.array_equal(targets[0].numpy(), images["Image014_4500_E"])
+    assert np.array_equal(sources[1].numpy(), images["Image014_6500_N"][:, ::-1])
+    assert np.array_equal(targets[1].numpy(), images["Image014_4500_W"][:, ::-1])
+    assert np.array_equal(targets[2].numpy(), images["Image015_4500_E"])
+
+
+def test_empty_folder_is_named(tmp_path):
+    with pytest.raises(DataError, match=f"{tmp_path}: no image pairs"):
+        discover_pairs(tmp_path)
+
+
+def test_missing_target_is_named(tmp_path):
+    for side in ("input", "target"):
+        (tmp_path / side).mkdir()
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "input" / "Image000.png")
+    with pytest.raises(DataError, match=r"Image000\.png: no target image"):
+        RelightPairs(tmp_path)
+    vidit = tmp_path / "vidit"
+    vidit.mkdir()
+    save_rgba(vidit / "Image001_6500_N.png", pixels)
+    with pytest.raises(DataError, match=r"Image001_6500_N\.png: no target image .*Image001_4500_E\.png"):
+        discover_pairs(vidit)
+
+
+def test_pair_of_different_sizes_is_named(tmp_path):
+    for side, size in (("input", 16), ("target", 24)):
+        (tmp_path / side).mkdir()
+        Image.fromarray(np.zeros((size, size, 3), np.uint8)).save(tmp_path / side / "Image000.png")
+    with pytest.raises(DataError, match=r"target/Image000.png: size \(24, 24\) differs"):
+        RelightPairs(tmp_path)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    for side in ("input", "target"):
+        (tmp_path / side).mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "input" / "Image000.png")
+    (tmp_path / "target" / "Image000.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with pytest.raises(DataError, match=r"target/Image000\.png: unreadable image"):
+        RelightPairs(tmp_path)

@@ -1,0 +1,120 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import model.train as train_module
+from model.evaluate import main as evaluate_main
+from model.losses import CombinedLoss
+from model.synth import write_dataset
+from model.train import PRESETS, parse_args, train
+from model.vgg import VGG16_LAYERS, VGG16Features
+from model.weights import read_metadata
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, train=4, val=2, size=32, seed=3, supersample=1)
+    return root
+
+
+def tiny_config(data, out, **overrides):
+    base = dataclasses.replace(
+        PRESETS["cpu"], data=str(data), out=str(out), crop=None, amp="off", eval_every=1000, eval_images=0,
+        checkpoint_every=1000, warmup_steps=0, lr=5e-4,
+    )  # fmt: skip
+    return dataclasses.replace(base, **overrides)
+
+
+def read_log(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_a_few_steps_lower_the_loss_and_switch_stage(tiny_set, tmp_path):
+    cfg = tiny_config(tiny_set, tmp_path, architecture="DMSHN", max_steps=24, stage2_step=16)
+    weights = train(cfg)
+    log = read_log(tmp_path)
+    stage1 = [entry["loss"] for entry in log if entry["stage"] == 1]
+    assert [entry["stage"] for entry in log] == [1] * 16 + [2] * 8
+    assert sum(stage1[-4:]) / 4 < sum(stage1[:4]) / 4
+    metadata = read_metadata(weights)
+    assert [stage["steps"] for stage in metadata["training"]["stages"]] == [16, 8]
+    assert set(metadata["training"]["validation"]) == {"DMSHN", "colour transfer", "identity"}
+
+
+def test_resume_after_ctrl_c_continues_exactly(tiny_set, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_set, tmp_path / "straight", max_steps=6, stage2_step=3)
+    train(cfg)
+    straight = read_log(tmp_path / "straight")
+
+    interrupted = dataclasses.replace(cfg, out=str(tmp_path / "resumed"))
+    real_learning_rate = train_module.learning_rate
+
+    def ctrl_c_before_step_4(cfg, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_learning_rate(cfg, step)
+
+    monkeypatch.setattr(train_module, "learning_rate", ctrl_c_before_step_4)
+    with pytest.raises(SystemExit) as stopped:
+        train(interrupted)
+    assert stopped.value.code == 130
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 4
+    monkeypatch.setattr(train_module, "learning_rate", real_learning_rate)
+    train(dataclasses.replace(interrupted, resume=True))
+    resumed = read_log(tmp_path / "resumed")
+    assert [entry["step"] for entry in resumed] == [1, 2, 3, 4, 5, 6]
+    assert resumed == straight
+
+
+def test_missing_vgg_stops_before_training_with_directions(tiny_set, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(SystemExit) as stopped:
+        train_module.main(["--data", str(tiny_set), "--out", str(tmp_path / "run"), "--perceptual_weight", "0.006"])
+    message = str(stopped.value.code)
+    assert "vgg16-397923af.pth" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
+    assert "--perceptual_weight 0" in message
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+def fake_vgg16_file(path):
+    """A VGG16 state dict in torchvision's key layout, random values: enough to exercise loading and the loss."""
+    layers, channels = [], 3
+    for spec in VGG16_LAYERS:
+        layers += [nn.MaxPool2d(2)] if spec == "M" else [nn.Conv2d(channels, spec, 3, padding=1), nn.ReLU()]
+        channels = channels if spec == "M" else spec
+    torch.save({f"features.{k}": v for k, v in nn.Sequential(*layers).state_dict().items()}, path)
+
+
+def test_perceptual_term_loads_vgg_and_passes_gradients(tmp_path):
+    fake_vgg16_file(tmp_path / "vgg.pth")
+    vgg = VGG16Features(tmp_path / "vgg.pth")
+    only_perceptual = CombinedLoss((-0.5, 0.5), l1_weight=0, ssim_weight=0, perceptual_weight=1, tv_weight=0, vgg=vgg)
+    output = (torch.rand(1, 3, 64, 64) - 0.5).requires_grad_()
+    target = torch.rand(1, 3, 64, 64) - 0.5
+    loss = only_perceptual(output, target)
+    loss.backward()
+    assert loss.item() > 0
+    assert output.grad.abs().sum() > 0
+    assert only_perceptual(target, target).item() == 0
+
+
+def test_command_line_overrides_the_preset():
+    cfg = parse_args(["--preset", "paper", "--max_steps", "10", "--crop", "none", "--no-channels_last"])
+    assert (cfg.max_steps, cfg.crop, cfg.channels_last, cfg.lr, cfg.batch_size) == (10, None, False, 2e-3, 2)
+
+
+def test_evaluate_prints_the_table(tiny_set, tmp_path, capsys):
+    weights = train(tiny_config(tiny_set, tmp_path, architecture="DMSHN", max_steps=2, stage2_step=1))
+    capsys.readouterr()
+    evaluate_main(["--weights", str(weights), "--data", str(tiny_set)])
+    table = capsys.readouterr().out
+    for row in ("method", "DMSHN", "colour transfer", "identity", "LPIPS n/a:"):
+        assert row in table
+    evaluate_main(["--weights", str(weights), "--data", str(tiny_set), "--json"])
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows["identity"]["psnr"] > 0
