@@ -1,0 +1,1 @@
+"""The relight REST service: FastAPI app, batching queue, engine and metrics."""

@@ -1,0 +1,141 @@
+"""The FastAPI app factory and its lifespan.
+
+`uvicorn service.app:app` serves the shipped weights with settings from RELIGHT_*
+variables; `relight-serve` does the same and drains on SIGTERM (service.cli).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from model.weights import WeightsError
+from service.batcher import Batcher
+from service.engine import Engine
+from service.metrics import Metrics
+from service.middleware import BodyLimits, RequestContext
+from service.routes import router
+from service.settings import Settings
+from service.state import ServiceState
+
+log = logging.getLogger("relight")
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+class StartupError(SystemExit):
+    """Raised at app creation with a one-line reason; the process exits with it, without a traceback."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"relight: cannot start: {reason}")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    state: ServiceState = app.state.service
+    settings = state.settings
+    state.batcher = Batcher(
+        state.engine.run, settings.max_batch_size, settings.max_wait_ms / 1000, settings.max_queue, state.metrics
+    )
+    state.batcher.start()
+    warmup = asyncio.create_task(warm_up(state))
+    yield
+    state.draining = True
+    warmup.cancel()
+    await state.batcher.stop()
+    log.info("stopped: every accepted request was answered")
+
+
+async def warm_up(state: ServiceState) -> None:
+    """Runs after startup so /healthz answers and /readyz says 503 while the kernels are built."""
+    try:
+        await state.batcher.run_in_worker(
+            state.engine.warm_up, state.settings.warmup_shapes(), state.settings.max_batch_size
+        )
+    except Exception as error:
+        state.warmup_error = f"warm-up failed: {type(error).__name__}: {error}"
+        log.exception("warm-up failed; staying not ready")
+        return
+    state.ready = True
+    log.info("ready")
+
+
+def create_app(settings: Settings | None = None, engine_factory: Callable[[Settings], Engine] = Engine) -> FastAPI:
+    """Build the app; the weights are loaded here so a bad path or file stops the process with one line.
+
+    engine_factory is the seam tests use to wrap the real engine (to inject a failing batch).
+    """
+    try:
+        settings = settings or Settings()
+        settings.warmup_shapes()
+    except (ValidationError, ValueError) as error:
+        raise StartupError(f"bad RELIGHT_* setting: {error}".replace("\n", " ")) from None
+    try:
+        engine = engine_factory(settings)
+    except (WeightsError, RuntimeError) as error:
+        raise StartupError(str(error)) from None
+    metrics = Metrics(settings.max_batch_size)
+    metrics.model_info.labels(
+        device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]
+    ).set(1)
+
+    app = FastAPI(
+        title="relight",
+        summary="One-to-one image relighting (MSR-Net Stacked DMSHN): North/6500 K in, East/4500 K out.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = ServiceState(settings=settings, engine=engine, metrics=metrics)
+    app.include_router(router)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    app.openapi_schema = None
+    app.openapi = lambda: openapi_with_error_schema(app)
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.add_middleware(BodyLimits, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s)
+    app.add_middleware(RequestContext, metrics=metrics)
+    return app
+
+
+def openapi_with_error_schema(app: FastAPI) -> dict:
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorDetail"] = ErrorDetail.model_json_schema()
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+    return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+
+
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    """Never a stack trace or a path in a response: the details go to the log with the request ID."""
+    request_id = request.scope.get("state", {}).get("request_id", "-")
+    log.error("request_id=%s unexpected %s", request_id, type(error).__name__, exc_info=error)
+    return JSONResponse({"detail": f"internal error (request {request_id})"}, status_code=500)
+
+
+def __getattr__(name: str):
+    # `uvicorn service.app:app` looks the app up here; building it lazily keeps imports free of side effects.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

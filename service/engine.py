@@ -1,0 +1,96 @@
+"""The model on its device: loading, precision choice, warm-up and timed batched inference."""
+
+import logging
+import time
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.inference import relight
+from model.precision import fast_autocast_dtype
+from model.weights import load_weights
+from service.settings import Settings
+
+log = logging.getLogger("relight.engine")
+
+DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"RELIGHT_DEVICE={name} but no CUDA device is available")
+    return device
+
+
+def file_sha256(path: Path) -> str:
+    digest = sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class BatchResult:
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    inference_s: float
+
+
+class Engine:
+    """Loads the weights once; `run` relights one same-size batch, called from one worker thread."""
+
+    def __init__(self, settings: Settings):
+        self.device = pick_device(settings.device)
+        self.model, self.metadata = load_weights(settings.weights, self.device)
+        self.value_range = self.metadata["value_range"]
+        self.autocast_dtype = fast_autocast_dtype(self.device) if settings.dtype == "auto" else DTYPES[settings.dtype]
+        # Reduced precision runs through autocast; channels_last is the layout oneDNN and cuDNN are fast in.
+        self.channels_last = self.autocast_dtype is not None
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.weights_sha256 = file_sha256(Path(settings.weights))
+        self.dtype_name = str(self.autocast_dtype or torch.float32).removeprefix("torch.")
+        log.info(
+            "loaded %s (%s) on %s, compute dtype %s",
+            self.metadata["architecture"],
+            settings.weights,
+            self.device,
+            self.dtype_name,
+        )
+
+    def warm_up(self, shapes: list[tuple[int, int]], max_batch_size: int) -> None:
+        """The first pass at a new shape builds kernels (oneDNN, cuDNN autotuning): pay for it before serving."""
+        for height, width in shapes:
+            for batch in sorted({1, max_batch_size}):
+                start = time.perf_counter()
+                self.run(np.zeros((batch, height, width, 3), np.uint8))
+                log.info("warmed %dx%d batch %d in %.2f s", width, height, batch, time.perf_counter() - start)
+
+    def run(self, pixels: np.ndarray) -> BatchResult:
+        """Relight uint8 (N, H, W, 3); on CUDA out-of-memory, the batch is split in halves and retried."""
+        start = time.perf_counter()
+        try:
+            images = self._forward(pixels)
+        except torch.cuda.OutOfMemoryError:
+            if len(pixels) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(pixels) // 2
+            log.warning("CUDA out of memory at batch %d; retrying as %d + %d", len(pixels), half, len(pixels) - half)
+            images = np.concatenate([self.run(pixels[:half]).images, self.run(pixels[half:]).images])
+        return BatchResult(images, time.perf_counter() - start)
+
+    def _forward(self, pixels: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(pixels)
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        # relight() copies the answer back to the CPU, which synchronises the device before the clock is read.
+        return relight(self.model, batch, self.value_range, self.autocast_dtype, self.channels_last).numpy()

@@ -1,0 +1,71 @@
+"""Prometheus metrics: one registry per app, so several apps (tests) can live in one process."""
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+# Image work spans a few milliseconds (decoding a thumbnail) to a minute (a 4K image on a CPU).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+STAGES = ("decode", "queue", "inference", "encode")
+
+
+def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
+    """1, 2, 4, ... up to max_batch_size (which is included even when not a power of two)."""
+    buckets, size = [], 1
+    while size < max_batch_size:
+        buckets.append(float(size))
+        size *= 2
+    return (*buckets, float(max_batch_size))
+
+
+class Metrics:
+    def __init__(self, max_batch_size: int):
+        self.registry = CollectorRegistry()
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.request_duration = Histogram(
+            "relight_request_duration_seconds",
+            "End-to-end /relight latency, from the first byte of the request to the answer.",
+            ["status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage_duration = Histogram(
+            "relight_stage_duration_seconds",
+            "Time spent per stage of a /relight request.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "relight_batch_size",
+            "Images per forward pass.",
+            buckets=batch_buckets(max_batch_size),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge("relight_queue_depth", "Images waiting for the model.", registry=self.registry)
+        self.requests = Counter(
+            "relight_requests_total", "Finished /relight requests by HTTP status.", ["status"], registry=self.registry
+        )
+        self.dropped = Counter(
+            "relight_dropped_total",
+            "Queued images dropped before inference, by reason (client_gone, deadline).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "relight_model_info",
+            "The model being served (value 1).",
+            ["device", "dtype", "weights_sha256"],
+            registry=self.registry,
+        )
+        for stage in STAGES:
+            self.stage_duration.labels(stage=stage)
+        for reason in ("client_gone", "deadline"):
+            self.dropped.labels(reason=reason)

@@ -1,0 +1,221 @@
+"""HTTP endpoints: /relight, /metrics, /healthz, /readyz and /."""
+
+import asyncio
+import hmac
+import time
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+
+from service.batcher import DeadlinePassed, InferenceFailed, NotAccepting, QueueFull
+from service.imaging import FORMATS, ImageError, choose_format, decode, encode
+from service.state import ServiceState, State
+
+router = APIRouter()
+
+
+def error_response(status: int, description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
+    }
+
+
+RELIGHT_RESPONSES = {
+    200: {"description": "The relit image, same width and height as the upload.",
+          "content": {mime: {"schema": {"type": "string", "format": "binary"}} for mime in FORMATS.values()}},
+    400: error_response(400, "The upload cannot be decoded (truncated, corrupt), or an unknown ?format."),
+    401: error_response(401, "RELIGHT_API_KEY is set and X-API-Key is missing or wrong."),
+    408: error_response(408, "The request body was not received within RELIGHT_UPLOAD_TIMEOUT_S."),
+    413: error_response(413, "More than RELIGHT_MAX_UPLOAD_BYTES bytes, or more than RELIGHT_MAX_PIXELS pixels."),
+    415: error_response(415, "Not multipart/form-data, or the file is not an image."),
+    422: error_response(422, "No `image` file field, or more than one."),
+    500: error_response(500, "The model failed on this request's batch (never caused by an upload)."),
+    503: error_response(503, "Queue full, starting up or draining; retry after Retry-After seconds."),
+    504: error_response(504, "No answer within RELIGHT_REQUEST_TIMEOUT_S."),
+}  # fmt: skip
+
+RELIGHT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {"image": {"type": "string", "format": "binary", "description": "the photo"}},
+                }
+            }
+        },
+    }
+}
+
+
+def unavailable(detail: str, retry_after: int = 1) -> HTTPException:
+    return HTTPException(503, detail, headers={"Retry-After": str(retry_after)})
+
+
+def require_api_key(request: Request, state: State) -> None:
+    expected = state.settings.api_key
+    if not expected:
+        return
+    given = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
+
+
+async def read_upload(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise HTTPException(415, "send the image as multipart/form-data with a file field named 'image'")
+    try:
+        form = await request.form(max_files=4, max_fields=16)
+    except HTTPException:
+        raise
+    except Exception as error:  # the multipart parser raises several types for malformed bodies
+        raise HTTPException(400, f"the multipart body cannot be parsed: {error}") from None
+    images = form.getlist("image")
+    if not images:
+        raise HTTPException(422, "missing the multipart file field 'image'")
+    if len(images) > 1:
+        raise HTTPException(422, "send exactly one 'image' field")
+    if not isinstance(images[0], UploadFile):
+        raise HTTPException(422, "the 'image' field must be a file, not a text value")
+    return await images[0].read()
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+@router.post(
+    "/relight",
+    summary="Relight a photo from North/6500 K to East/4500 K",
+    description=(
+        "Upload one image as the multipart field `image` (PNG, JPEG, WebP, GIF, BMP, TIFF, ...). The answer is the "
+        "same scene lit from the East at 4500 K, at the same width and height, PNG unless `?format=` or the Accept "
+        "header asks for JPEG or WebP. EXIF orientation is applied first. Alpha is carried over unchanged to PNG "
+        "and WebP answers (JPEG drops it); 16-bit images are reduced to 8 bits; animations give their first frame."
+    ),
+    responses=RELIGHT_RESPONSES,
+    openapi_extra=RELIGHT_BODY,
+    response_class=Response,
+    dependencies=[Depends(require_api_key)],
+)
+async def relight_endpoint(request: Request, state: State, format: str | None = None):
+    arrived = time.monotonic()
+    deadline = arrived + state.settings.request_timeout_s
+    if state.draining:
+        raise unavailable("the service is shutting down", retry_after=5)
+    if not state.ready:
+        raise unavailable("the model is still loading or warming up", retry_after=5)
+    try:
+        image_format = choose_format(format, request.headers.get("accept"))
+    except ImageError as error:
+        raise HTTPException(error.status, error.detail) from None
+    state.in_flight += 1
+    try:
+        return await relight_one(request, state, image_format, deadline)
+    finally:
+        state.in_flight -= 1
+
+
+async def relight_one(request: Request, state: ServiceState, image_format: str, deadline: float) -> Response:
+    data = await read_upload(request)
+    started = time.perf_counter()
+    try:
+        decoded = await run_in_threadpool(decode, data, state.settings.max_pixels)
+    except ImageError as error:
+        raise HTTPException(error.status, error.detail) from None
+    decode_s = time.perf_counter() - started
+    state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
+    try:
+        job = state.batcher.submit(decoded.rgb, deadline)
+    except QueueFull:
+        raise unavailable(f"the queue is full ({state.settings.max_queue} images waiting); retry shortly") from None
+    except NotAccepting:
+        raise unavailable("the service is shutting down", retry_after=5) from None
+    client_gone = asyncio.ensure_future(wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait(
+            {job.future, client_gone}, timeout=max(0.0, deadline - time.monotonic()), return_when="FIRST_COMPLETED"
+        )
+    finally:
+        client_gone.cancel()
+    if job.future not in done:
+        state.batcher.withdraw(job, "client_gone" if client_gone in done else "deadline")
+        job.future.cancel()
+        if client_gone in done:
+            return Response(status_code=499)  # nobody reads it; the request is still counted once
+        raise HTTPException(504, f"no answer within {state.settings.request_timeout_s:g} s")
+    try:
+        outcome = job.future.result()
+    except DeadlinePassed:
+        raise HTTPException(504, f"no answer within {state.settings.request_timeout_s:g} s") from None
+    except InferenceFailed as error:
+        raise HTTPException(500, f"the model failed on this batch ({error}); the service keeps running") from None
+    state.metrics.stage_duration.labels(stage="queue").observe(outcome.queue_s)
+    state.metrics.stage_duration.labels(stage="inference").observe(outcome.inference_s)
+    started = time.perf_counter()
+    body = await run_in_threadpool(encode, outcome.image, decoded.alpha, image_format)
+    encode_s = time.perf_counter() - started
+    state.metrics.stage_duration.labels(stage="encode").observe(encode_s)
+    timing = ", ".join(
+        f"{name};dur={seconds * 1000:.1f}"
+        for name, seconds in (("decode", decode_s), ("queue", outcome.queue_s), ("inference", outcome.inference_s),
+                              ("encode", encode_s))
+    )  # fmt: skip
+    headers = {"Server-Timing": timing, "X-Batch-Size": str(outcome.batch_size)}
+    return Response(body, media_type=FORMATS[image_format], headers=headers)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request, state: State) -> Response:
+    if state.settings.protect_metrics:
+        require_api_key(request, state)
+    state.metrics.queue_depth.set(state.batcher.depth if state.batcher else 0)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz", summary="Alive")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Weights loaded and warmed up", responses={503: error_response(503, "Not ready.")})
+async def readyz(state: State):
+    if state.draining:
+        raise unavailable("draining", retry_after=5)
+    if not state.ready:
+        raise unavailable(state.warmup_error or "starting: loading and warming up the model", retry_after=5)
+    return {"status": "ready"}
+
+
+@router.get("/", summary="What is being served")
+async def info(state: State) -> dict:
+    engine, settings = state.engine, state.settings
+    return {
+        "service": "relight",
+        "task": "North/6500 K -> East/4500 K one-to-one relighting (MSR-Net Stacked DMSHN)",
+        "model": {
+            "architecture": engine.metadata["architecture"],
+            "weights": settings.weights.name,
+            "weights_sha256": engine.weights_sha256,
+            "value_range": list(engine.value_range),
+        },
+        "device": str(engine.device),
+        "dtype": engine.dtype_name,
+        "ready": state.ready,
+        "settings": {
+            "max_batch_size": settings.max_batch_size,
+            "max_wait_ms": settings.max_wait_ms,
+            "max_queue": settings.max_queue,
+            "request_timeout_s": settings.request_timeout_s,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_pixels": settings.max_pixels,
+            "warmup": settings.warmup,
+        },
+    }

@@ -1,0 +1,66 @@
+"""Run the real service in a child process on a loopback port, as users run it."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@contextmanager
+def running_server(weights: Path, log_dir: Path, command: list[str] | None = None, wait_ready=True, **settings):
+    """Start `relight-serve` (or `command`) with RELIGHT_* settings; stop it with SIGTERM afterwards."""
+    port = free_port()
+    env = {**os.environ, "RELIGHT_WEIGHTS": str(weights), "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "32x32"}
+    env.update({f"RELIGHT_{key.upper()}": str(value) for key, value in settings.items()})
+    log_path = log_dir / f"server-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command or [sys.executable, "-m", "service.cli"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_until(server, "/readyz" if wait_ready else "/healthz")
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_until(server: Server, path: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + path, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{path} not 200 within {timeout} s:\n{server.log()}")

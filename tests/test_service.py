@@ -1,0 +1,236 @@
+"""The real service on loopback: real uvicorn, real image bytes, the real Stacked DMSHN."""
+
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.fault_server import POISON
+from tests.images import decode, encode, scene
+from tests.server import running_server, wait_until
+
+
+def post(url, data: bytes, filename="scene.png", params=None, headers=None, timeout=60.0):
+    return httpx.post(url + "/relight", files={"image": (filename, data)}, params=params, headers=headers,
+                      timeout=timeout)  # fmt: skip
+
+
+def metric_value(server, line_prefix: str) -> float:
+    text = httpx.get(server.url + "/metrics").text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix)]
+    return sum(values)
+
+
+@pytest.fixture(scope="module")
+def server(weights_file, tmp_path_factory):
+    """float32 so that a batched image can be compared with the same image alone."""
+    with running_server(
+        weights_file, tmp_path_factory.mktemp("logs"), dtype="float32", max_wait_ms=300, max_batch_size=8,
+        max_upload_bytes=300_000, max_pixels=512 * 512,
+    ) as running:  # fmt: skip
+        yield running
+
+
+def test_png_and_jpeg_come_back_relit_at_the_same_size(server):
+    for pixels, data, name in [
+        (scene(37, 53), encode(scene(37, 53)), "a.png"),
+        (scene(64, 48, 1), encode(scene(64, 48, 1), "JPEG", quality=95), "b.jpg"),
+    ]:
+        response = post(server.url, data, name, headers={"X-Request-ID": "client-id-1"})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/png"
+        assert response.headers["x-request-id"] == "client-id-1"
+        for stage in ("decode", "queue", "inference", "encode"):
+            assert f"{stage};dur=" in response.headers["server-timing"]
+        out = decode(response.content)
+        assert out.shape == pixels.shape
+        assert np.abs(out.astype(int) - pixels.astype(int)).mean() > 1  # it was relit, not echoed
+
+
+def test_format_from_query_or_accept_header(server):
+    data = encode(scene(32, 32))
+    assert post(server.url, data, params={"format": "jpeg"}).headers["content-type"] == "image/jpeg"
+    assert post(server.url, data, headers={"Accept": "image/webp"}).headers["content-type"] == "image/webp"
+    assert decode(post(server.url, data, params={"format": "webp"}).content).shape == (32, 32, 3)
+    assert len(post(server.url, data).headers["x-request-id"]) == 32
+
+
+def test_alpha_is_carried_over(server):
+    rgba = np.dstack([scene(20, 30), np.linspace(0, 255, 600).reshape(20, 30).astype(np.uint8)])
+    out = decode(post(server.url, encode(rgba)).content)
+    assert out.shape == (20, 30, 4)
+    assert np.array_equal(out[..., 3], rgba[..., 3])
+
+
+def test_concurrent_uploads_are_batched_and_each_gets_its_own_image(server):
+    images = [scene(48, 64, seed) for seed in range(6)]
+    alone = [decode(post(server.url, encode(image)).content) for image in images[:2]]
+    batches_before = metric_value(server, "relight_batch_size_count")
+    images_before = metric_value(server, "relight_batch_size_sum")
+    barrier = threading.Barrier(len(images))
+
+    def upload(image):
+        barrier.wait()
+        return post(server.url, encode(image))
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        responses = list(pool.map(upload, images))
+    assert [r.status_code for r in responses] == [200] * len(images)
+    batches = metric_value(server, "relight_batch_size_count") - batches_before
+    relit = metric_value(server, "relight_batch_size_sum") - images_before
+    assert relit == len(images)
+    assert batches < len(images)  # at least one forward pass held several images
+    assert any(int(r.headers["x-batch-size"]) > 1 for r in responses)
+    outputs = [decode(r.content) for r in responses]
+    for i in range(2):
+        assert np.abs(outputs[i].astype(int) - alone[i].astype(int)).max() <= 1
+    assert not np.array_equal(outputs[0], outputs[1])
+
+
+def png_with_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height, followed by a tiny (wrong) IDAT: a decompression bomb's shape."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("make_request", "status", "words"),
+    [
+        (lambda url: post(url, encode(scene(40, 40))[:200]), 400, "cannot be decoded"),
+        (lambda url: post(url, b""), 400, "empty"),
+        (lambda url: post(url, png_with_header(100_000, 100_000)), 413, "100000x100000"),
+        (lambda url: post(url, b"\0" * 400_000), 413, "larger than"),
+        (lambda url: post(url, b"<html>not an image</html>", "x.png"), 415, "not an image"),
+        (lambda url: httpx.post(url + "/relight", content=b"{}", headers={"content-type": "application/json"}), 415,
+         "multipart"),
+        (lambda url: httpx.post(url + "/relight", files={"picture": ("a.png", encode(scene(8, 8)))}), 422,
+         "missing"),
+        (lambda url: httpx.post(url + "/relight", files=[("image", ("a.png", encode(scene(8, 8)))),
+                                                           ("image", ("b.png", encode(scene(8, 8))))]), 422,
+         "exactly one"),
+        (lambda url: post(url, encode(scene(8, 8)), params={"format": "tiff"}), 400, "unknown format"),
+    ],
+)  # fmt: skip
+def test_bad_uploads_get_a_clear_4xx_and_the_server_keeps_serving(server, make_request, status, words):
+    response = make_request(server.url)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+    assert post(server.url, encode(scene(16, 16))).status_code == 200
+
+
+def test_metrics_expose_every_stage_and_the_model(server):
+    post(server.url, encode(scene(16, 16)))
+    text = httpx.get(server.url + "/metrics").text
+    for stage in ("decode", "queue", "inference", "encode"):
+        assert f'relight_stage_duration_seconds_count{{stage="{stage}"}}' in text
+    assert 'relight_requests_total{status="200"}' in text
+    assert 'relight_request_duration_seconds_bucket{le="0.005",status="200"}' in text
+    assert 'relight_batch_size_bucket{le="8.0"}' in text
+    assert "relight_queue_depth 0.0" in text
+    assert 'relight_model_info{device="cpu",dtype="float32",weights_sha256="' in text
+    assert "process_resident_memory_bytes" in text
+
+
+def test_info_and_health(server):
+    info = httpx.get(server.url + "/").json()
+    assert info["model"]["architecture"] == "StackedDMSHN"
+    assert info["settings"]["max_batch_size"] == 8
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+    docs = httpx.get(server.url + "/openapi.json").json()
+    assert {"400", "413", "415", "422", "503", "504"} <= set(docs["paths"]["/relight"]["post"]["responses"])
+
+
+@pytest.fixture(scope="module")
+def faulty_server(weights_file, tmp_path_factory):
+    """The real engine behind a test-only seam that fails on batches holding an all-13 image."""
+    with running_server(
+        weights_file, tmp_path_factory.mktemp("logs"), command=[sys.executable, "-m", "tests.fault_server"],
+        max_wait_ms=0, max_queue=2, max_batch_size=1, request_timeout_s=2,
+    ) as running:  # fmt: skip
+        yield running
+
+
+def test_a_failing_batch_answers_its_request_and_the_next_batch_runs(faulty_server):
+    poisoned = np.full((24, 24, 3), POISON, np.uint8)
+    response = post(faulty_server.url, encode(poisoned))
+    assert response.status_code == 500
+    assert "model failed" in response.json()["detail"]
+    assert "Traceback" not in response.text
+    assert post(faulty_server.url, encode(scene(24, 24))).status_code == 200
+
+
+def test_full_queue_answers_503_and_a_late_answer_504(faulty_server):
+    large = encode(scene(1024, 1024))
+
+    def upload(i):
+        time.sleep(0.05 * i)
+        return post(faulty_server.url, large if i == 0 else encode(scene(32, 32, i)))
+
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(upload, range(6)))
+    statuses = [r.status_code for r in responses]
+    assert statuses[0] == 504, statuses  # 1024x1024 on a CPU takes longer than the 2 s deadline
+    assert 503 in statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert int(response.headers["retry-after"]) >= 1
+            assert "queue is full" in response.json()["detail"]
+    assert set(statuses) <= {200, 503, 504}
+    assert metric_value(faulty_server, 'relight_dropped_total{reason="deadline"}') >= 1
+    # Once the large image's forward pass ends, the service answers normally again.
+    deadline = time.monotonic() + 60
+    while (status := post(faulty_server.url, encode(scene(32, 32))).status_code) != 200:
+        assert status in (503, 504) and time.monotonic() < deadline
+
+
+def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path):
+    """503 while warming up; on SIGTERM every accepted request is answered, new ones get 503, exit code 0."""
+    with running_server(
+        weights_file, tmp_path, wait_ready=False, warmup="1024x1024", max_batch_size=1, max_wait_ms=0
+    ) as server:  # fmt: skip
+        starting = httpx.get(server.url + "/readyz")
+        assert starting.status_code == 503
+        early = post(server.url, encode(scene(16, 16)))
+        assert early.status_code == 503 and "warming up" in early.json()["detail"]
+        wait_until(server, "/readyz")
+
+        with ThreadPoolExecutor(4) as pool:
+            accepted = [pool.submit(post, server.url, encode(scene(256, 256, i))) for i in range(4)]
+            deadline = time.monotonic() + 30
+            while metric_value(server, "relight_queue_depth") < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            try:
+                refused = post(server.url, encode(scene(16, 16)), timeout=10)
+                assert refused.status_code == 503
+            except httpx.TransportError:
+                pass  # the drain finished first and the socket closed: refused as well
+            assert [f.result().status_code for f in accepted] == [200] * 4
+        assert server.process.wait(timeout=60) == 0
+    assert "draining" in server.log()
+
+
+def test_bad_weights_stop_startup_with_one_line(tmp_path):
+    for bad in (tmp_path / "missing.safetensors", tmp_path / "junk.safetensors"):
+        if bad.name.startswith("junk"):
+            bad.write_bytes(b"junk" * 100)
+        result = subprocess.run([sys.executable, "-m", "service.cli"], env={"RELIGHT_WEIGHTS": str(bad),
+                                "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith("relight: cannot start:")
+        assert str(bad) in lines[-1]
