@@ -7,8 +7,10 @@ the answer is upright the way a viewer shows the upload.
 """
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -17,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 Image.MAX_IMAGE_PIXELS = None
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+OutputFormat = Literal["png", "jpeg", "webp"]
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -44,17 +47,43 @@ def wide_to_uint8(image: Image.Image) -> np.ndarray:
     return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
-def decode(data: bytes, max_pixels: int) -> DecodedImage:
-    if not data:
-        raise ImageError(400, "the uploaded file is empty")
+# Leading bytes of formats Pillow reads: a file that starts like one of them but does not open is
+# a broken image (400), not a file of the wrong type (415).
+SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"BM": "BMP",
+    b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
+}  # fmt: skip
+
+
+def claimed_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), None)
+
+
+def open_image(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
+        if image.format == "PNG":
+            # Pillow skips the CRCs of image data when decoding; verify() checks every chunk.
+            image.verify()
+            image = Image.open(io.BytesIO(data))
+        return image
     except UnidentifiedImageError:
+        claimed = claimed_format(data)
+        if claimed:
+            raise ImageError(400, f"the file starts like a {claimed} image but its header is invalid") from None
         raise ImageError(
             415, "the upload is not an image in a format this service reads (PNG, JPEG, WebP, ...)"
         ) from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageError(400, f"the image header cannot be read: {error}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+        raise ImageError(400, f"the image header or a checksum is broken: {error}") from None
+
+
+def decode(data: bytes, max_pixels: int) -> DecodedImage:
+    if not data:
+        raise ImageError(400, "the uploaded file is empty")
+    image = open_image(data)
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(400, f"the image is {width}x{height} pixels; both sides must be at least 1")
@@ -108,10 +137,7 @@ def encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str) -> byte
 def choose_format(query: str | None, accept: str | None) -> str:
     """?format= wins; else the first of png/jpeg/webp the Accept header names; else PNG."""
     if query is not None:
-        name = query.lower().replace("jpg", "jpeg")
-        if name not in FORMATS:
-            raise ImageError(400, f"unknown format {query!r}; choose one of png, jpeg, webp")
-        return name
+        return query
     for part in (accept or "").split(","):
         media = part.split(";")[0].strip().lower()
         for name, mime in FORMATS.items():

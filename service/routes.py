@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
 
 from service.batcher import DeadlinePassed, InferenceFailed, NotAccepting, QueueFull
-from service.imaging import FORMATS, ImageError, choose_format, decode, encode
+from service.imaging import FORMATS, ImageError, OutputFormat, choose_format, decode, encode
+from service.middleware import BodyTooLarge, UploadTooSlow
 from service.state import ServiceState, State
 
 router = APIRouter()
@@ -26,12 +27,12 @@ def error_response(status: int, description: str) -> dict:
 RELIGHT_RESPONSES = {
     200: {"description": "The relit image, same width and height as the upload.",
           "content": {mime: {"schema": {"type": "string", "format": "binary"}} for mime in FORMATS.values()}},
-    400: error_response(400, "The upload cannot be decoded (truncated, corrupt), or an unknown ?format."),
+    400: error_response(400, "The upload cannot be decoded (truncated, corrupt) or the body is malformed."),
     401: error_response(401, "RELIGHT_API_KEY is set and X-API-Key is missing or wrong."),
     408: error_response(408, "The request body was not received within RELIGHT_UPLOAD_TIMEOUT_S."),
     413: error_response(413, "More than RELIGHT_MAX_UPLOAD_BYTES bytes, or more than RELIGHT_MAX_PIXELS pixels."),
     415: error_response(415, "Not multipart/form-data, or the file is not an image."),
-    422: error_response(422, "No `image` file field, or more than one."),
+    422: error_response(422, "No `image` file field, more than one, or an unknown `format`."),
     500: error_response(500, "The model failed on this request's batch (never caused by an upload)."),
     503: error_response(503, "Queue full, starting up or draining; retry after Retry-After seconds."),
     504: error_response(504, "No answer within RELIGHT_REQUEST_TIMEOUT_S."),
@@ -72,7 +73,7 @@ async def read_upload(request: Request) -> bytes:
         raise HTTPException(415, "send the image as multipart/form-data with a file field named 'image'")
     try:
         form = await request.form(max_files=4, max_fields=16)
-    except HTTPException:
+    except (HTTPException, BodyTooLarge, UploadTooSlow):
         raise
     except Exception as error:  # the multipart parser raises several types for malformed bodies
         raise HTTPException(400, f"the multipart body cannot be parsed: {error}") from None
@@ -105,17 +106,14 @@ async def wait_for_disconnect(request: Request) -> None:
     response_class=Response,
     dependencies=[Depends(require_api_key)],
 )
-async def relight_endpoint(request: Request, state: State, format: str | None = None):
+async def relight_endpoint(request: Request, state: State, format: OutputFormat | None = None):
     arrived = time.monotonic()
     deadline = arrived + state.settings.request_timeout_s
     if state.draining:
         raise unavailable("the service is shutting down", retry_after=5)
     if not state.ready:
         raise unavailable("the model is still loading or warming up", retry_after=5)
-    try:
-        image_format = choose_format(format, request.headers.get("accept"))
-    except ImageError as error:
-        raise HTTPException(error.status, error.detail) from None
+    image_format = choose_format(format, request.headers.get("accept"))
     state.in_flight += 1
     try:
         return await relight_one(request, state, image_format, deadline)

@@ -1,12 +1,10 @@
 """The real service on loopback: real uvicorn, real image bytes, the real Stacked DMSHN."""
 
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.fault_server import POISON
-from tests.images import decode, encode, scene
+from tests.images import decode, encode, png_with_header, scene
 from tests.server import running_server, wait_until
 
 
@@ -95,20 +93,10 @@ def test_concurrent_uploads_are_batched_and_each_gets_its_own_image(server):
     assert not np.array_equal(outputs[0], outputs[1])
 
 
-def png_with_header(width: int, height: int) -> bytes:
-    """A PNG whose IHDR declares width x height, followed by a tiny (wrong) IDAT: a decompression bomb's shape."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize(
     ("make_request", "status", "words"),
     [
-        (lambda url: post(url, encode(scene(40, 40))[:200]), 400, "cannot be decoded"),
+        (lambda url: post(url, encode(scene(40, 40))[:200]), 400, "broken"),
         (lambda url: post(url, b""), 400, "empty"),
         (lambda url: post(url, png_with_header(100_000, 100_000)), 413, "100000x100000"),
         (lambda url: post(url, b"\0" * 400_000), 413, "larger than"),
@@ -120,7 +108,7 @@ def png_with_header(width: int, height: int) -> bytes:
         (lambda url: httpx.post(url + "/relight", files=[("image", ("a.png", encode(scene(8, 8)))),
                                                            ("image", ("b.png", encode(scene(8, 8))))]), 422,
          "exactly one"),
-        (lambda url: post(url, encode(scene(8, 8)), params={"format": "tiff"}), 400, "unknown format"),
+        (lambda url: post(url, encode(scene(8, 8)), params={"format": "tiff"}), 422, "query.format"),
     ],
 )  # fmt: skip
 def test_bad_uploads_get_a_clear_4xx_and_the_server_keeps_serving(server, make_request, status, words):
