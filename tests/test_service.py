@@ -195,9 +195,10 @@ def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path):
         wait_until(server, "/readyz")
 
         with ThreadPoolExecutor(4) as pool:
-            accepted = [pool.submit(post, server.url, encode(scene(256, 256, i))) for i in range(4)]
+            accepted = [pool.submit(post, server.url, encode(scene(512, 512, i))) for i in range(4)]
             deadline = time.monotonic() + 30
-            while metric_value(server, "relight_queue_depth") < 2 and time.monotonic() < deadline:
+            # One image in the model and three queued: all four accepted before the signal.
+            while metric_value(server, "relight_queue_depth") < 3 and time.monotonic() < deadline:
                 time.sleep(0.02)
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.3)
