@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from model import DMSHN, StackedDMSHN
+from model.identity_init import identity_init_
 from model.inference import pad_to_multiple, relight, relight_images
 from model.pixels import AUTHORS_VALUE_RANGE, from_network, to_network
 
@@ -87,3 +88,20 @@ def test_gradients_reach_every_parameter():
     model(torch.rand(1, 3, 32, 32) - 0.5).square().mean().backward()
     without = [name for name, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert without == []
+
+
+def test_identity_init_returns_the_input_and_then_every_parameter_learns():
+    torch.manual_seed(0)
+    model = StackedDMSHN()
+    identity_init_(model)
+    assert count_parameters(model) == 10_848_786
+    x = torch.rand(1, 3, 48, 64) - 0.5
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    target = torch.rand(1, 3, 48, 64) - 0.5
+    for _ in range(3):
+        optimizer.zero_grad()
+        (model(x) - target).square().mean().backward()
+        optimizer.step()
+    assert [name for name, p in model.named_parameters() if p.grad.abs().sum() == 0] == []

@@ -1,0 +1,84 @@
+"""Start training from the identity map: an untrained (Stacked) DMSHN that returns its input exactly.
+
+The network has no normalisation and no global residual. From PyTorch's default init its
+output is close to a constant (the variance shrinks about threefold per plain convolution,
+twelve of them in the stacked network), and on our CPU budget training sat for hundreds of
+steps predicting the mean image. This init changes no layer, only the starting weights:
+
+- residual blocks start as the identity (last conv zero, as timm's zero_init_last);
+- level 1 of each DMSHN is a lossless space-to-depth / depth-to-space pair: the stride-2
+  encoder convolutions copy each 2x2 block into channels (3 -> 12 -> 48), the transposed
+  decoder convolutions put them back, and the 3x3 convs at either end copy the image;
+- levels 2 and 3 start silent (their encoders' last stride-2 conv is zero), so the coarse
+  residuals and features added into level 1 are zero.
+
+So DMSHN(x) = x and StackedDMSHN(x) = x before the first step, and training learns the
+relighting as a change from the input. Weights loaded from a file replace all of it.
+"""
+
+import torch
+from torch import nn
+
+from model.dmshn import DMSHN, Decoder, Encoder, ResBlock, StackedDMSHN
+
+
+@torch.no_grad()
+def copy_channels_(conv: nn.Conv2d, channels: int) -> None:
+    conv.weight.zero_()
+    conv.bias.zero_()
+    for c in range(channels):
+        conv.weight[c, c, 1, 1] = 1.0
+
+
+@torch.no_grad()
+def space_to_depth_(conv: nn.Conv2d, channels: int) -> None:
+    """Stride-2 3x3 conv, padding 1: output (i, j) channel 4c + 2dy + dx = input channel c at (2i + dy, 2j + dx)."""
+    conv.weight.zero_()
+    conv.bias.zero_()
+    for c in range(channels):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                conv.weight[4 * c + 2 * dy + dx, c, 1 + dy, 1 + dx] = 1.0
+
+
+@torch.no_grad()
+def depth_to_space_(convt: nn.ConvTranspose2d, channels: int) -> None:
+    """The inverse: 4x4 stride-2 transposed conv, padding 1, puts channel 4c + 2dy + dx back at (2i + dy, 2j + dx)."""
+    convt.weight.zero_()
+    convt.bias.zero_()
+    for c in range(channels):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                convt.weight[4 * c + 2 * dy + dx, c, 1 + dy, 1 + dx] = 1.0
+
+
+@torch.no_grad()
+def residual_identity_(block: ResBlock) -> None:
+    nn.init.kaiming_normal_(block.body[0].weight, nonlinearity="relu")
+    block.body[0].bias.zero_()
+    block.body[2].weight.zero_()
+    block.body[2].bias.zero_()
+
+
+def encoder_identity_(encoder: Encoder, silent: bool) -> None:
+    copy_channels_(encoder.scale1[0], 3)
+    space_to_depth_(encoder.scale2[0], 3)
+    space_to_depth_(encoder.scale3[0], 12)
+    if silent:
+        encoder.scale3[0].weight.data.zero_()
+
+
+def decoder_identity_(decoder: Decoder) -> None:
+    depth_to_space_(decoder.scale3[2], 12)
+    depth_to_space_(decoder.scale2[2], 3)
+    copy_channels_(decoder.scale1[2], 3)
+
+
+def identity_init_(model: DMSHN | StackedDMSHN) -> None:
+    for block in model.modules():
+        if isinstance(block, ResBlock):
+            residual_identity_(block)
+    for dmshn in (model.net1, model.net2) if isinstance(model, StackedDMSHN) else (model,):
+        for level in (1, 2, 3):
+            encoder_identity_(getattr(dmshn, f"encoder_lv{level}"), silent=level > 1)
+            decoder_identity_(getattr(dmshn, f"decoder_lv{level}"))
