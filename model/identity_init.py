@@ -19,7 +19,9 @@ relighting as a change from the input. Weights loaded from a file replace all of
 import torch
 from torch import nn
 
+from model.baselines import ColourTransfer
 from model.dmshn import DMSHN, Decoder, Encoder, ResBlock, StackedDMSHN
+from model.pixels import ValueRange
 
 
 @torch.no_grad()
@@ -78,7 +80,29 @@ def identity_init_(model: DMSHN | StackedDMSHN) -> None:
     for block in model.modules():
         if isinstance(block, ResBlock):
             residual_identity_(block)
-    for dmshn in (model.net1, model.net2) if isinstance(model, StackedDMSHN) else (model,):
+    for dmshn in dmshns(model):
         for level in (1, 2, 3):
             encoder_identity_(getattr(dmshn, f"encoder_lv{level}"), silent=level > 1)
             decoder_identity_(getattr(dmshn, f"decoder_lv{level}"))
+
+
+def dmshns(model: DMSHN | StackedDMSHN) -> tuple[DMSHN, ...]:
+    return (model.net1, model.net2) if isinstance(model, StackedDMSHN) else (model,)
+
+
+@torch.no_grad()
+def colour_init_(model: DMSHN | StackedDMSHN, colour: ColourTransfer, value_range: ValueRange) -> None:
+    """After identity_init_: make the last convolution apply the fitted global colour transfer.
+
+    The untrained network then equals the colour baseline (fitted on the train split), and
+    training spends its steps on what a global colour change cannot do: shading and shadows.
+    Adam moves each weight by about lr per step, so learning a 3x3 colour matrix from the
+    identity alone takes most of a CPU run. The transfer is y = x M + b on [0, 1] pixels;
+    in the network's range [low, high] that is y' = x' M + low (1 - column sums of M) + span b.
+    """
+    low, high = value_range
+    matrix = torch.as_tensor(colour.matrix, dtype=torch.float32)
+    bias = low * (1 - matrix.sum(0)) + (high - low) * torch.as_tensor(colour.bias, dtype=torch.float32)
+    last = dmshns(model)[-1].decoder_lv1.scale1[2]
+    last.weight[:3, :3, 1, 1] = matrix.T
+    last.bias.copy_(bias)

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from model import DMSHN, StackedDMSHN
-from model.identity_init import identity_init_
+from model.baselines import ColourTransfer
+from model.identity_init import colour_init_, identity_init_
 from model.inference import pad_to_multiple, relight, relight_images
 from model.pixels import AUTHORS_VALUE_RANGE, from_network, to_network
 
@@ -105,3 +106,15 @@ def test_identity_init_returns_the_input_and_then_every_parameter_learns():
         (model(x) - target).square().mean().backward()
         optimizer.step()
     assert [name for name, p in model.named_parameters() if p.grad.abs().sum() == 0] == []
+
+
+@pytest.mark.parametrize("value_range", [(-0.5, 0.5), (0.0, 1.0)])
+def test_colour_init_makes_the_untrained_network_the_colour_baseline(value_range):
+    rng = np.random.default_rng(0)
+    colour = ColourTransfer(np.eye(3) * 0.8 + rng.uniform(-0.1, 0.1, (3, 3)), rng.uniform(0.0, 0.15, 3))
+    model = StackedDMSHN()
+    identity_init_(model)
+    colour_init_(model, colour, value_range)
+    pixels = torch.randint(0, 256, (1, 32, 48, 3), dtype=torch.uint8)
+    out = relight(model, pixels, value_range)
+    assert (out.int() - colour(pixels).int()).abs().max() <= 1
