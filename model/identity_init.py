@@ -33,25 +33,20 @@ def copy_channels_(conv: nn.Conv2d, channels: int) -> None:
 
 
 @torch.no_grad()
-def space_to_depth_(conv: nn.Conv2d, channels: int) -> None:
-    """Stride-2 3x3 conv, padding 1: output (i, j) channel 4c + 2dy + dx = input channel c at (2i + dy, 2j + dx)."""
-    conv.weight.zero_()
-    conv.bias.zero_()
+def block_copy_(layer: nn.Conv2d | nn.ConvTranspose2d, channels: int) -> None:
+    """Weight [4c + 2dy + dx, c, 1 + dy, 1 + dx] = 1 for the first `channels` channels, all else 0.
+
+    In a stride-2 3x3 Conv2d (padding 1; weight is out x in) this is space-to-depth: output
+    channel 4c + 2dy + dx at (i, j) is input channel c at (2i + dy, 2j + dx). In a stride-2 4x4
+    ConvTranspose2d (padding 1; weight is in x out) the same entries are its inverse,
+    depth-to-space: input channel 4c + 2dy + dx at (i, j) goes back to channel c at (2i + dy, 2j + dx).
+    """
+    layer.weight.zero_()
+    layer.bias.zero_()
     for c in range(channels):
         for dy in (0, 1):
             for dx in (0, 1):
-                conv.weight[4 * c + 2 * dy + dx, c, 1 + dy, 1 + dx] = 1.0
-
-
-@torch.no_grad()
-def depth_to_space_(convt: nn.ConvTranspose2d, channels: int) -> None:
-    """The inverse: 4x4 stride-2 transposed conv, padding 1, puts channel 4c + 2dy + dx back at (2i + dy, 2j + dx)."""
-    convt.weight.zero_()
-    convt.bias.zero_()
-    for c in range(channels):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                convt.weight[4 * c + 2 * dy + dx, c, 1 + dy, 1 + dx] = 1.0
+                layer.weight[4 * c + 2 * dy + dx, c, 1 + dy, 1 + dx] = 1.0
 
 
 @torch.no_grad()
@@ -64,15 +59,15 @@ def residual_identity_(block: ResBlock) -> None:
 
 def encoder_identity_(encoder: Encoder, silent: bool) -> None:
     copy_channels_(encoder.scale1[0], 3)
-    space_to_depth_(encoder.scale2[0], 3)
-    space_to_depth_(encoder.scale3[0], 12)
+    block_copy_(encoder.scale2[0], 3)
+    block_copy_(encoder.scale3[0], 12)
     if silent:
         encoder.scale3[0].weight.data.zero_()
 
 
 def decoder_identity_(decoder: Decoder) -> None:
-    depth_to_space_(decoder.scale3[2], 12)
-    depth_to_space_(decoder.scale2[2], 3)
+    block_copy_(decoder.scale3[2], 12)
+    block_copy_(decoder.scale2[2], 3)
     copy_channels_(decoder.scale1[2], 3)
 
 
