@@ -28,6 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from model.weights import SHIPPED_WEIGHTS  # noqa: E402
 from service.engine import Engine  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.images import scene  # noqa: E402
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per size")
     parser.add_argument("--batch-sizes", default="8,1", help="RELIGHT_MAX_BATCH_SIZE values to compare")
-    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "stacked_dmshn.safetensors")
+    parser.add_argument("--weights", type=Path, default=SHIPPED_WEIGHTS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []

@@ -27,9 +27,7 @@ from model.inference import relight
 from model.info import count_flops
 from model.metrics import psnr
 from model.precision import cpu_has_fast_bf16
-from model.weights import load_weights
-
-SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "stacked_dmshn.safetensors"
+from model.weights import SHIPPED_WEIGHTS, load_weights
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def main() -> None:
     parser.add_argument("--batches", default=None, help="default: 1,2,4,8 on CUDA, 1,2 on the CPU")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=None, help="default: 10 on CUDA, 2 on the CPU")
-    parser.add_argument("--weights", type=Path, default=SHIPPED if SHIPPED.exists() else None)
+    parser.add_argument("--weights", type=Path, default=SHIPPED_WEIGHTS if SHIPPED_WEIGHTS.exists() else None)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
     args = parser.parse_args()
     device = torch.device(args.device)

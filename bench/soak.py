@@ -23,6 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from model.weights import SHIPPED_WEIGHTS  # noqa: E402
 from tests.images import encode, png_with_bad_crc, png_with_header, scene  # noqa: E402
 from tests.server import Server, free_port, wait_until  # noqa: E402
 
@@ -51,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=120)
     parser.add_argument("--clients", type=int, default=24)
-    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "stacked_dmshn.safetensors")
+    parser.add_argument("--weights", type=Path, default=SHIPPED_WEIGHTS)
     args = parser.parse_args()
     port = free_port()
     env = {**os.environ, "RELIGHT_WEIGHTS": str(args.weights), "RELIGHT_PORT": str(port), "RELIGHT_MAX_QUEUE": "8",

@@ -13,9 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from model.dmshn import ARCHITECTURES
-from model.weights import WeightsError, read_metadata
-
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "stacked_dmshn.safetensors"
+from model.weights import SHIPPED_WEIGHTS, WeightsError, read_metadata
 
 
 def count_flops(architecture: type[nn.Module], height: int = 1024, width: int = 1024) -> int:

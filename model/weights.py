@@ -20,6 +20,8 @@ from torch import nn
 from model.dmshn import ARCHITECTURES
 from model.pixels import ValueRange, format_value_range, parse_value_range
 
+# The weights the service serves when RELIGHT_WEIGHTS is not set (a source checkout's weights/).
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "stacked_dmshn.safetensors"
 FORMAT = "relight-weights"
 FORMAT_VERSION = "1"
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}

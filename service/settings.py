@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "stacked_dmshn.safetensors"
+from model.weights import SHIPPED_WEIGHTS
 
 
 class Settings(BaseSettings):
