@@ -17,7 +17,7 @@ WORKDIR /app
 COPY deploy/requirements-serve.txt /app/deploy/requirements-serve.txt
 RUN pip install --no-cache-dir -r /app/deploy/requirements-serve.txt
 
-# The code and the shipped weights; no training extras, no tests, no data.
+# The serving code and the shipped weights; no training/, no tests, no data.
 COPY pyproject.toml README.md /app/
 COPY model /app/model
 COPY service /app/service

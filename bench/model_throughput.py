@@ -25,9 +25,9 @@ import torch
 from model import StackedDMSHN
 from model.inference import relight
 from model.info import count_flops
-from model.metrics import psnr
 from model.precision import cpu_has_fast_bf16
 from model.weights import SHIPPED_WEIGHTS, load_weights
+from training.metrics import psnr
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Stacked DMSHN (MSR-Net) for one-to-one image relighting: network, weights, data, training."""
+"""Stacked DMSHN (MSR-Net) for one-to-one image relighting: the network, its weight file and inference."""
 
 from model.dmshn import DMSHN, StackedDMSHN
 

@@ -9,9 +9,11 @@ Metadata keys (all strings, as safetensors requires):
 """
 
 import json
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -70,6 +72,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             raw = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise WeightsError(path, f"not a readable safetensors file ({error})") from None
+    return checked_metadata(path, raw)
+
+
+def checked_metadata(path: Path, raw: dict[str, str]) -> dict[str, Any]:
     if raw.get("format") != FORMAT:
         raise WeightsError(path, f"not a relight weight file (metadata 'format' is {raw.get('format')!r})")
     if raw.get("format_version") != FORMAT_VERSION:
@@ -84,38 +90,50 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return {**raw, "value_range": value_range, "training": training}
 
 
+def read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], str]:
+    """Metadata, tensors and SHA-256 from one read of the file's bytes."""
+    if not path.is_file():
+        raise WeightsError(path, "no such file")
+    data = path.read_bytes()
+    try:
+        header_size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_size])
+        tensors = safetensors.torch.load(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
+        raise WeightsError(path, f"not a readable safetensors file ({error})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(path, "not a readable safetensors file (header is not a JSON object)")
+    return header.get("__metadata__") or {}, tensors, sha256(data).hexdigest()
+
+
 def load_weights(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the file's architecture, check every tensor name and shape, and load it in eval mode."""
+    """Build the file's architecture, check every tensor name and shape, and load it in eval mode.
+
+    The metadata returned carries `sha256`, the digest of the bytes the tensors came from.
+    """
     path = Path(path)
-    metadata = read_metadata(path)
+    raw, tensors, digest = read_file(path)
+    metadata = checked_metadata(path, raw) | {"sha256": digest}
     model = ARCHITECTURES[metadata["architecture"]]()
     expected = model.state_dict()
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            names = set(handle.keys())
-            missing = sorted(set(expected) - names)
-            unexpected = sorted(names - set(expected))
-            if missing or unexpected:
-                raise WeightsError(
-                    path,
-                    f"tensors do not match {metadata['architecture']}: "
-                    f"{len(missing)} missing (e.g. {missing[:3]}), "
-                    f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})",
-                )
-            state = {}
-            for name in expected:
-                tensor = handle.get_tensor(name)
-                if tensor.shape != expected[name].shape:
-                    raise WeightsError(
-                        path, f"tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}"
-                    )
-                if not tensor.is_floating_point():
-                    raise WeightsError(path, f"tensor {name} has dtype {tensor.dtype}, expected floating point")
-                state[name] = tensor
-    except (SafetensorError, OSError) as error:
-        raise WeightsError(path, f"cannot read tensors ({error})") from None
-    model.load_state_dict(state)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise WeightsError(
+            path,
+            f"tensors do not match {metadata['architecture']}: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})",
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise WeightsError(
+                path, f"tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}"
+            )
+        if not tensor.is_floating_point():
+            raise WeightsError(path, f"tensor {name} has dtype {tensor.dtype}, expected floating point")
+    model.load_state_dict(tensors)
     model.to(device=device, dtype=dtype).eval()
     return model, metadata

@@ -3,8 +3,6 @@
 import logging
 import time
 from dataclasses import dataclass
-from hashlib import sha256
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,14 +26,6 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def file_sha256(path: Path) -> str:
-    digest = sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class BatchResult:
     images: np.ndarray  # uint8 (N, H, W, 3)
@@ -56,7 +46,7 @@ class Engine:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.weights_sha256 = file_sha256(Path(settings.weights))
+        self.weights_sha256 = self.metadata["sha256"]
         self.dtype_name = str(self.autocast_dtype or torch.float32).removeprefix("torch.")
         log.info(
             "loaded %s (%s) on %s, compute dtype %s",

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from model.baselines import ColourTransfer, identity
-from model.data import DataError, RelightPairs, discover_pairs
-from model.synth import LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
+from training.baselines import ColourTransfer, identity
+from training.data import DataError, RelightPairs, discover_pairs
+from training.synth import LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from model import DMSHN, StackedDMSHN
-from model.baselines import ColourTransfer
-from model.identity_init import colour_init_, identity_init_
 from model.inference import pad_to_multiple, relight, relight_images
 from model.pixels import AUTHORS_VALUE_RANGE, from_network, to_network
+from training.baselines import ColourTransfer
+from training.identity_init import colour_init_, identity_init_
 
 
 def count_parameters(model: torch.nn.Module) -> int:

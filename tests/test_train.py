@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-import model.train as train_module
-from model.evaluate import main as evaluate_main
-from model.losses import CombinedLoss
-from model.synth import write_dataset
-from model.train import PRESETS, parse_args, train
-from model.vgg import VGG16_LAYERS, VGG16Features
+import training.train as train_module
 from model.weights import read_metadata
+from training.evaluate import main as evaluate_main
+from training.losses import CombinedLoss
+from training.synth import write_dataset
+from training.train import PRESETS, parse_args, train
+from training.vgg import VGG16_LAYERS, VGG16Features
 
 
 @pytest.fixture(scope="module")

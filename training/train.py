@@ -1,9 +1,9 @@
 """Train DMSHN / Stacked DMSHN with the paper's two-stage recipe and write a relight weight file.
 
-    python -m model.train --preset cpu                      # the shipped weights, on a CPU in about an hour
-    python -m model.train --preset paper --data VIDIT_DIR   # the paper's settings
-    torchrun --nproc_per_node=4 -m model.train --preset paper --data VIDIT_DIR
-    python -m model.train --preset cpu --resume             # continue from OUT/checkpoint.pt
+    python -m training.train --preset cpu                      # the shipped weights, on a CPU in about an hour
+    python -m training.train --preset paper --data VIDIT_DIR   # the paper's settings
+    torchrun --nproc_per_node=4 -m training.train --preset paper --data VIDIT_DIR
+    python -m training.train --preset cpu --resume             # continue from OUT/checkpoint.pt
 
 Any field of TrainConfig can be overridden: --max_steps 100 --perceptual_weight 0 ...
 Stage 1 (steps before stage2_step) minimises L2; stage 2 the combined loss
@@ -30,16 +30,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from model.baselines import ColourTransfer
-from model.data import RelightPairs
 from model.dmshn import ARCHITECTURES
-from model.evaluate import evaluate_model, evaluation_table
-from model.identity_init import colour_init_, identity_init_
-from model.losses import CombinedLoss, CombinedSobelLoss, L2Loss
 from model.pixels import parse_value_range, to_network
 from model.precision import fast_autocast_dtype
-from model.vgg import VGG16Features, VGGWeightsMissing, find_vgg16_weights
 from model.weights import save_weights
+from training.baselines import ColourTransfer
+from training.data import RelightPairs
+from training.evaluate import evaluate, evaluation_table, network_method
+from training.identity_init import colour_init_, identity_init_
+from training.losses import CombinedLoss, CombinedSobelLoss, L2Loss
+from training.vgg import VGG16Features, VGGWeightsMissing, find_vgg16_weights
 
 
 @dataclass
@@ -186,7 +186,7 @@ def training_summary(cfg: TrainConfig, step: int, elapsed: float, metrics: dict,
         "metrics": metrics,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "device": str(device), "torch": torch.__version__},
-        "command": "python -m model.train " + " ".join(sys.argv[1:]),
+        "command": "python -m training.train " + " ".join(sys.argv[1:]),
         "config": asdict(cfg),
     }  # fmt: skip
 
@@ -246,7 +246,7 @@ def train(cfg: TrainConfig) -> Path:
     def validate() -> dict:
         model.eval()
         images = range(min(cfg.eval_images or len(val_set), len(val_set)))
-        metrics = evaluate_model(model, val_set, value_range, images, amp_dtype, cfg.channels_last)
+        metrics = evaluate(network_method(model, value_range, amp_dtype, cfg.channels_last), val_set, images)
         model.train()
         return metrics
 

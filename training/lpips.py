@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.vgg import torchvision_cache_path
+from training.vgg import torchvision_cache_path
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 CHANNELS = (64, 192, 384, 256, 256)

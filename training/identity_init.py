@@ -19,9 +19,9 @@ relighting as a change from the input. Weights loaded from a file replace all of
 import torch
 from torch import nn
 
-from model.baselines import ColourTransfer
 from model.dmshn import DMSHN, Decoder, Encoder, ResBlock, StackedDMSHN
 from model.pixels import ValueRange
+from training.baselines import ColourTransfer
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Picture grids for the docs: a few pairs of a split, optionally beside the baseline and a model.
 
-    python -m model.preview data/synth docs/synthetic_pairs.png --count 4
-    python -m model.preview data/synth weights/validation_examples.png --weights weights/stacked_dmshn.safetensors
+    python -m training.preview data/synth docs/synthetic_pairs.png --count 4
+    python -m training.preview data/synth weights/validation_examples.png --weights weights/stacked_dmshn.safetensors
 
 Each row is one scene: input | target, or input | colour transfer | model | target.
 """
@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from model.baselines import ColourTransfer
-from model.data import RelightPairs
 from model.inference import relight
 from model.precision import fast_autocast_dtype
 from model.weights import load_weights
+from training.baselines import ColourTransfer
+from training.data import RelightPairs
 
 
 def grid(rows: list[list[np.ndarray]], titles: list[str], tile: int) -> Image.Image:

@@ -1,6 +1,6 @@
 """Synthetic VIDIT track 1: random scenes rendered under a North/6500 K and an East/4500 K light.
 
-    python -m model.synth --out data/synth --train 300 --val 45 --size 512 --seed 0
+    python -m training.synth --out data/synth --train 300 --val 45 --size 512 --seed 0
 
 Each scene (a textured ground, boxes, spheres, cylinders and sometimes walls) is ray cast
 once from its camera; the same hits are then shaded by a directional light from the North
@@ -348,7 +348,7 @@ def write_dataset(out: Path, train: int, val: int, size: int, seed: int, supersa
         for side, pixels in zip(("input", "target"), pair, strict=True):
             Image.fromarray(pixels).save(out / split / side / f"Image{number:03d}.png", optimize=False)
     meta = {
-        "generator": "relight model.synth",
+        "generator": "relight training.synth",
         "generator_version": GENERATOR_VERSION,
         "arguments": {"train": train, "val": val, "size": size, "seed": seed, "supersample": supersample},
         "lights": asdict(lights),

@@ -1,0 +1,1 @@
+"""Training the relighting network: data and the synthetic renderer, losses, the loop, evaluation."""
