@@ -7,7 +7,7 @@ from PIL import Image
 
 from training.baselines import ColourTransfer, identity
 from training.data import DataError, RelightPairs, discover_pairs
-from training.synth import LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
+from training.synth import LIGHTS, LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,25 @@ def test_unreadable_file_is_named(tmp_path):
     (tmp_path / "target" / "Image000.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     with pytest.raises(DataError, match=r"target/Image000\.png: unreadable image"):
         RelightPairs(tmp_path)
+
+
+def test_generator_v2_is_recorded_deterministic_and_its_own(tiny_set, tmp_path):
+    write_dataset(tmp_path / "a", train=2, val=1, size=48, seed=7, version="2")
+    write_dataset(tmp_path / "b", train=2, val=1, size=48, seed=7, version="2")
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["generator_version"] == "2"
+    assert meta["lights"]["elevation_deg"] < json.loads((tiny_set / "meta.json").read_text())["lights"]["elevation_deg"]
+    for path in sorted((tmp_path / "a").rglob("*.png")):
+        assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
+    v1 = np.asarray(Image.open(tiny_set / "train" / "input" / "Image000.png"))
+    v2 = np.asarray(Image.open(tmp_path / "a" / "train" / "input" / "Image000.png"))
+    assert not np.array_equal(v1, v2)
+
+
+def test_generator_v2_keeps_moving_shadows_in_darker_scenes():
+    source, target = (torch.from_numpy(p) for p in render_pair(scene_rng(3, "train", 0), 96, LIGHTS["2"], version="2"))
+    fitted = ColourTransfer.fit([(source, target)])
+    residual = (fitted(source).int() - target.int()).abs().amax(-1)
+    assert (residual > 40).float().mean() > 0.03
+    v1_source, _ = render_pair(scene_rng(3, "train", 0), 96, LIGHTS["1"])
+    assert source.float().mean() < torch.from_numpy(v1_source).float().mean()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import training.train as train_module
-from model.weights import read_metadata
+from model.weights import load_weights, read_metadata
 from training.evaluate import main as evaluate_main
 from training.losses import CombinedLoss
 from training.synth import write_dataset
@@ -118,3 +118,20 @@ def test_evaluate_prints_the_table(tiny_set, tmp_path, capsys):
     evaluate_main(["--weights", str(weights), "--data", str(tiny_set), "--json"])
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert rows["identity"]["psnr"] > 0
+
+
+def test_warm_restart_on_two_generators_records_both_validation_sets(tiny_set, tmp_path):
+    second = tmp_path / "v2"
+    write_dataset(second, train=4, val=2, size=32, seed=3, supersample=1, version="2")
+    start = train(tiny_config(tiny_set, tmp_path / "start", architecture="DMSHN", max_steps=2, stage2_step=1))
+    cfg = tiny_config(
+        f"{second},{tiny_set}", tmp_path / "warm", architecture="DMSHN", max_steps=0, stage2_step=0,
+        init_weights=str(start),
+    )  # fmt: skip
+    training = read_metadata(train(cfg))["training"]
+    start_model, _ = load_weights(start)
+    warm_model, _ = load_weights(tmp_path / "warm" / "best.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(start_model.parameters(), warm_model.parameters(), strict=True))
+    assert [data["generator_version"] for data in training["data"]] == ["2", "1"]
+    assert set(training["validation_sets"]) == {str(second), str(tiny_set)}
+    assert training["validation"] == training["validation_sets"][str(second)]

@@ -85,11 +85,15 @@ class RelightPairs(Dataset):
     """(input, target) uint8 (H, W, 3) tensors, optionally resized, then randomly cropped.
 
     Crops are drawn from a stream seeded by (seed, epoch, index): call set_epoch at the
-    start of each epoch, and the same epoch gives the same crops in any process.
+    start of each epoch, and the same epoch gives the same crops in any process. A list of
+    folders reads their pairs one after another (e.g. the train splits of two generators).
     """
 
-    def __init__(self, folder: str | Path, resize: int | None = None, crop: int | None = None, seed: int = 0):
-        self.pairs = discover_pairs(Path(folder))
+    def __init__(
+        self, folder: str | Path | list[Path], resize: int | None = None, crop: int | None = None, seed: int = 0
+    ):
+        folders = folder if isinstance(folder, list) else [Path(folder)]
+        self.pairs = [pair for one in folders for pair in discover_pairs(Path(one))]
         self.resize, self.crop, self.seed, self.epoch = resize, crop, seed, 0
         for pair in self.pairs:
             if image_size(pair.input) != image_size(pair.target):

@@ -1,14 +1,20 @@
 """Synthetic VIDIT track 1: random scenes rendered under a North/6500 K and an East/4500 K light.
 
-    python -m training.synth --out data/synth --train 300 --val 45 --size 512 --seed 0
+    python -m training.synth --out data/synth2 --version 2 --train 300 --val 45 --size 512 --seed 0
+    python -m training.synth --out data/synth --version 1 ...   # the first generator, byte for byte
 
-Each scene (a textured ground, boxes, spheres, cylinders and sometimes walls) is ray cast
-once from its camera; the same hits are then shaded by a directional light from the North
-at 6500 K (input) and from the East at 4500 K (target), both at one elevation, with cast
-shadows, Lambertian and Blinn-Phong shading, and an ambient term, all in linear light,
-then written as 8-bit sRGB. Every scene draws from its own random stream, derived from
-(seed, split, index), so the same arguments give byte-identical files and validation
-scenes never repeat training ones.
+Each scene is ray cast once from its camera; the same hits are then shaded by a directional
+light from the North at 6500 K (input) and from the East at 4500 K (target), both at one
+elevation, with cast shadows, Lambertian and Blinn-Phong shading, and an ambient term, all
+in linear light, then written as 8-bit sRGB. Every scene draws from its own random stream,
+derived from (seed, split, index), so the same arguments give byte-identical files and
+validation scenes never repeat training ones.
+
+Version 1: a textured ground, boxes, spheres, cylinders and sometimes walls; the light at
+35 degrees, a bright ambient term, stripes, checkers and noise.
+Version 2, closer to VIDIT's renders: the light low (18 degrees) so shadows are long, a dark
+ambient term, buildings, walls, clutter and overhangs on pillars, natural textures (fractal
+noise, wood, stone) and both glossy and matte materials.
 """
 
 import argparse
@@ -26,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSIONS = ("1", "2")
 EPS = 1e-3
 NO_HIT = float("inf")
 
@@ -45,6 +51,12 @@ class LightSetup:
     sun: float = 3.0
     ambient: float = 0.35
     shadow_softness_deg: float = 1.5
+
+
+LIGHTS = {
+    "1": LightSetup(),
+    "2": LightSetup(elevation_deg=18.0, sun=3.6, ambient=0.1, shadow_softness_deg=1.0),
+}
 
 
 def planckian_rgb(kelvin: float) -> np.ndarray:
@@ -138,7 +150,7 @@ def intersect_ground(o, d):
 @dataclass
 class Material:
     colors: torch.Tensor  # (2, 3) linear albedo pair the pattern mixes between
-    pattern: str  # plain | checker | stripes | noise | marble
+    pattern: str  # plain | checker | stripes | noise | marble | fbm | wood | stone
     frequency: float
     noise: torch.Tensor  # (1, 1, 8, 8, 8) lattice for value noise
     specular: float
@@ -151,15 +163,39 @@ class Material:
             mix = (torch.floor(p * self.frequency).sum(-1) % 2).float()
         elif self.pattern == "stripes":
             mix = (torch.sin((p[:, 0] + 0.6 * p[:, 2] + 0.3 * p[:, 1]) * self.frequency * math.pi) > 0).float()
-        else:
-            coords = (p * self.frequency / 8.0).remainder(2.0) - 1.0
-            grid = coords[None, :, None, None, :]
-            value = F.grid_sample(self.noise, grid, mode="bilinear", align_corners=False).flatten()
+        elif self.pattern in ("noise", "marble"):
+            value = self.value_noise(p, self.frequency)
             mix = value if self.pattern == "noise" else 0.5 + 0.5 * torch.sin(6.0 * p[:, 0] + 8.0 * value)
+        elif self.pattern == "fbm":
+            mix = self.fbm(p)
+        elif self.pattern == "wood":
+            # Rings around a vertical axis, bent by noise, with fine grain along them.
+            radius = p[:, [0, 2]].norm(dim=-1) * self.frequency * 2.0 + 3.0 * self.fbm(p * 0.5)
+            mix = (radius - radius.floor()).pow(3) * 0.8 + 0.2 * self.value_noise(p * torch.tensor([1, 8, 1]), 8.0)
+        else:
+            mix = self.stone(p)
         return self.colors[0] + mix[:, None] * (self.colors[1] - self.colors[0])
 
+    def value_noise(self, p: torch.Tensor, frequency: float) -> torch.Tensor:
+        coords = (p * frequency / 8.0).remainder(2.0) - 1.0
+        grid = coords[None, :, None, None, :]
+        return F.grid_sample(self.noise, grid, mode="bilinear", align_corners=False).flatten()
 
-def random_material(rng: np.random.Generator) -> Material:
+    def fbm(self, p: torch.Tensor) -> torch.Tensor:
+        """Four octaves of value noise: the rough, self-similar look of plaster, rock and dirt."""
+        total = sum(0.5**octave * self.value_noise(p, self.frequency * 2.0**octave) for octave in range(4))
+        return total / (1 + 0.5 + 0.25 + 0.125)
+
+    def stone(self, p: torch.Tensor) -> torch.Tensor:
+        """Irregular cells (distance to the nearest of random sites) with darker mortar between them."""
+        cells = p * self.frequency * 0.5
+        sites = self.noise.flatten()[:96].reshape(32, 3) * 8.0
+        distances = torch.cdist(cells.remainder(8.0), sites).topk(2, largest=False).values
+        mortar = ((distances[:, 1] - distances[:, 0]) * 4.0).clamp(0, 1)
+        return mortar * (0.6 + 0.4 * self.fbm(p))
+
+
+def random_material(rng: np.random.Generator, version: str = "1") -> Material:
     hue = rng.uniform(0, 1)
     colors = []
     for shift in (0.0, rng.uniform(-0.25, 0.25)):
@@ -167,13 +203,23 @@ def random_material(rng: np.random.Generator) -> Material:
         rgb = np.clip(np.abs((h * 6 + np.array([0, 4, 2])) % 6 - 3) - 1, 0, 1)
         saturation, value = rng.uniform(0.1, 0.9), rng.uniform(0.25, 0.95)
         colors.append((value * (1 - saturation + saturation * rgb)) ** 2.2)
+    if version == "1":
+        return Material(
+            colors=torch.tensor(np.array(colors), dtype=torch.float32),
+            pattern=str(rng.choice(["plain", "checker", "stripes", "noise", "marble"])),
+            frequency=float(rng.uniform(1.0, 6.0)),
+            noise=torch.tensor(rng.uniform(0, 1, (1, 1, 8, 8, 8)), dtype=torch.float32),
+            specular=float(rng.choice([0.0, rng.uniform(0.05, 0.5)])),
+            shininess=float(rng.uniform(8, 96)),
+        )
+    glossy = rng.uniform() < 0.35
     return Material(
         colors=torch.tensor(np.array(colors), dtype=torch.float32),
-        pattern=str(rng.choice(["plain", "checker", "stripes", "noise", "marble"])),
+        pattern=str(rng.choice(["plain", "checker", "stripes", "marble", "fbm", "fbm", "wood", "stone", "stone"])),
         frequency=float(rng.uniform(1.0, 6.0)),
         noise=torch.tensor(rng.uniform(0, 1, (1, 1, 8, 8, 8)), dtype=torch.float32),
-        specular=float(rng.choice([0.0, rng.uniform(0.05, 0.5)])),
-        shininess=float(rng.uniform(8, 96)),
+        specular=float(rng.uniform(0.3, 0.9) if glossy else rng.uniform(0.0, 0.04)),
+        shininess=float(rng.uniform(40, 200) if glossy else rng.uniform(4, 16)),
     )
 
 
@@ -227,6 +273,61 @@ def random_scene(rng: np.random.Generator) -> list[Shape]:
         shapes.append(
             Shape(partial(intersect_box, center=c, half=h, yaw=0.0), random_material(rng), c, float(h.norm()))
         )
+    return shapes
+
+
+def box_shape(rng, center: list[float], half: list[float], yaw: float, version: str) -> Shape:
+    c, h = torch.tensor(center, dtype=torch.float32), torch.tensor(half, dtype=torch.float32)
+    return Shape(partial(intersect_box, center=c, half=h, yaw=yaw), random_material(rng, version), c, float(h.norm()))
+
+
+def cylinder_shape(rng, x: float, z: float, radius: float, height: float, version: str) -> Shape:
+    center = torch.tensor([x, 0.0, z], dtype=torch.float32)
+    shape = partial(intersect_cylinder, center=center, radius=radius, height=height)
+    bound = center + torch.tensor([0.0, height / 2, 0.0]), math.hypot(radius, height / 2)
+    return Shape(shape, random_material(rng, version), *bound)
+
+
+def random_scene_v2(rng: np.random.Generator) -> list[Shape]:
+    """Version 2: buildings at the back, walls, the v1 objects, small clutter and slabs on pillars."""
+    shapes = [Shape(intersect_ground, random_material(rng, "2"))]
+    for _ in range(rng.integers(0, 4)):
+        half = rng.uniform([0.6, 0.8, 0.6], [1.6, 2.2, 1.4])
+        x, z = rng.uniform(-5, 5), rng.uniform(-6, -2)
+        shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi / 2)), "2"))
+    for wall in rng.choice(["north", "west", "east"], size=rng.integers(0, 3), replace=False):
+        height = rng.uniform(0.5, 2.5)
+        side = -1 if wall == "west" else 1
+        if wall == "north":
+            center, half = [0.0, height / 2, -rng.uniform(4, 7)], [7.0, height / 2, 0.15]
+        else:
+            center, half = [side * rng.uniform(3.5, 6), height / 2, rng.uniform(-2, 1)], [0.15, height / 2, 4.0]
+        shapes.append(box_shape(rng, center, half, 0.0, "2"))
+    for _ in range(rng.integers(3, 8)):
+        x, z = rng.uniform(-3.5, 3.5, 2)
+        kind = rng.choice(["sphere", "box", "cylinder"])
+        if kind == "sphere":
+            r = rng.uniform(0.3, 1.0)
+            center = torch.tensor([x, r, z], dtype=torch.float32)
+            shapes.append(Shape(partial(intersect_sphere, center=center, radius=r), random_material(rng, "2"),
+                                center, r))  # fmt: skip
+        elif kind == "box":
+            half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
+            shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "2"))
+        else:
+            shapes.append(cylinder_shape(rng, x, z, rng.uniform(0.15, 0.7), rng.uniform(0.4, 2.5), "2"))
+    for _ in range(rng.integers(2, 9)):
+        x, z = rng.uniform(-4, 4, 2)
+        half = rng.uniform([0.08, 0.08, 0.08], [0.3, 0.3, 0.3])
+        shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "2"))
+    for _ in range(rng.integers(0, 3)):
+        # A slab on two pillars: the ground under it stays in shadow under both lights.
+        x, z, yaw = rng.uniform(-3, 3), rng.uniform(-3, 2), float(rng.uniform(0, math.pi))
+        height, half_x, half_z = rng.uniform(1.0, 2.2), rng.uniform(0.8, 1.8), rng.uniform(0.5, 1.1)
+        shapes.append(box_shape(rng, [x, height, z], [half_x, 0.08, half_z], yaw, "2"))
+        for end in (-1, 1):
+            px, pz = x + end * 0.8 * half_x * math.cos(yaw), z + end * 0.8 * half_x * math.sin(yaw)
+            shapes.append(cylinder_shape(rng, px, pz, 0.1, height - 0.08, "2"))
     return shapes
 
 
@@ -286,9 +387,9 @@ def linear_to_srgb8(linear: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def render_pair(rng: np.random.Generator, size: int, lights: LightSetup, supersample: int = 2):
+def render_pair(rng: np.random.Generator, size: int, lights: LightSetup, supersample: int = 2, version: str = "1"):
     """(input, target) uint8 (size, size, 3) images of one random scene."""
-    shapes = random_scene(rng)
+    shapes = random_scene(rng) if version == "1" else random_scene_v2(rng)
     exposure = rng.uniform(0.55, 0.8)
     o, d = camera_rays(rng, size * supersample)
     t, index, normal = closest_hit(shapes, o, d)
@@ -306,6 +407,8 @@ def render_pair(rng: np.random.Generator, size: int, lights: LightSetup, supersa
             specular[mask] = material.specular
             shininess[mask] = material.shininess
     sky = torch.tensor([0.55, 0.6, 0.7]) * (0.6 + 0.4 * d[:, 1:2].clamp(0, 1))
+    if version != "1":
+        sky = sky * 0.35
     images = []
     for light in (lights.source, lights.target):
         toward = light_direction(light.azimuth_deg, lights.elevation_deg)
@@ -333,10 +436,12 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], index])
 
 
-def write_dataset(out: Path, train: int, val: int, size: int, seed: int, supersample: int = 2) -> float:
+def write_dataset(
+    out: Path, train: int, val: int, size: int, seed: int, supersample: int = 2, version: str = "1"
+) -> float:
     """Render the set in VIDIT track-1 layout; returns seconds taken."""
     start = time.perf_counter()
-    lights = LightSetup()
+    lights = LIGHTS[version]
     jobs = [("train", i) for i in range(train)] + [("validation", i) for i in range(val)]
     for split in SPLITS:
         for side in ("input", "target"):
@@ -344,12 +449,12 @@ def write_dataset(out: Path, train: int, val: int, size: int, seed: int, supersa
     # Scenes are numbered on from the train set, as in VIDIT (train Image000-299, validation Image300-...).
     for split, i in tqdm(jobs, desc="rendering", unit="pair"):
         number = i if split == "train" else train + i
-        pair = render_pair(scene_rng(seed, split, i), size, lights, supersample)
+        pair = render_pair(scene_rng(seed, split, i), size, lights, supersample, version)
         for side, pixels in zip(("input", "target"), pair, strict=True):
             Image.fromarray(pixels).save(out / split / side / f"Image{number:03d}.png", optimize=False)
     meta = {
         "generator": "relight training.synth",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": version,
         "arguments": {"train": train, "val": val, "size": size, "seed": seed, "supersample": supersample},
         "lights": asdict(lights),
     }
@@ -364,9 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", type=int, default=45)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--version", choices=GENERATOR_VERSIONS, default=GENERATOR_VERSIONS[-1])
     parser.add_argument("--supersample", type=int, default=2, help="rays per pixel side, averaged (anti-aliasing)")
     args = parser.parse_args(argv)
-    seconds = write_dataset(args.out, args.train, args.val, args.size, args.seed, args.supersample)
+    seconds = write_dataset(args.out, args.train, args.val, args.size, args.seed, args.supersample, args.version)
     print(f"wrote {args.train} train + {args.val} validation pairs at {args.size}x{args.size} in {seconds:.1f} s")
 
 

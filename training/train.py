@@ -33,7 +33,7 @@ from tqdm import tqdm
 from model.dmshn import ARCHITECTURES
 from model.pixels import parse_value_range, to_network
 from model.precision import fast_autocast_dtype
-from model.weights import save_weights
+from model.weights import load_weights, save_weights
 from training.baselines import ColourTransfer
 from training.data import RelightPairs
 from training.evaluate import evaluate, evaluation_table, network_method
@@ -44,7 +44,7 @@ from training.vgg import VGG16Features, VGGWeightsMissing, find_vgg16_weights
 
 @dataclass
 class TrainConfig:
-    data: str = "data/synth"  # track-1 layout: DATA/train and DATA/validation
+    data: str = "data/synth"  # track-1 layout: DATA/train and DATA/validation; "A,B" trains on both, validates on A
     out: str = "runs/cpu"
     architecture: str = "StackedDMSHN"
     value_range: str = "-0.5,0.5"  # the authors' ToTensor() - 0.5
@@ -66,7 +66,8 @@ class TrainConfig:
     vgg_weights: str | None = None  # default: torchvision's cache file vgg16-397923af.pth
     amp: str = "auto"  # auto | off | bf16 | fp16
     channels_last: bool = True
-    identity_init: bool = True  # start from weights that return the input (model/identity_init.py)
+    init_weights: str | None = None  # start from a relight weight file (a warm restart) instead of an init below
+    identity_init: bool = True  # start from weights that return the input (training/identity_init.py)
     colour_init: bool = True  # ...with the fitted global colour transfer in the last layer
     eval_every: int = 500
     eval_images: int = 0  # 0: the whole validation split
@@ -166,8 +167,13 @@ def build_loss(cfg: TrainConfig, stage: int, value_range, device) -> torch.nn.Mo
     return CombinedLoss(value_range, cfg.l1_weight, cfg.ssim_weight, cfg.perceptual_weight, cfg.tv_weight, vgg)
 
 
+def data_description(root: Path) -> dict:
+    meta = root / "meta.json"
+    return json.loads(meta.read_text()) if meta.is_file() else {"path": str(root)}
+
+
 def training_summary(cfg: TrainConfig, step: int, elapsed: float, metrics: dict, device: torch.device) -> dict:
-    data_meta = Path(cfg.data) / "meta.json"
+    roots = [Path(root) for root in cfg.data.split(",")]
     if cfg.loss == "two-stage":
         weights = {
             "l1": cfg.l1_weight, "ssim": cfg.ssim_weight, "perceptual": cfg.perceptual_weight, "tv": cfg.tv_weight
@@ -179,7 +185,7 @@ def training_summary(cfg: TrainConfig, step: int, elapsed: float, metrics: dict,
     else:
         stages = [{"stage": 1, "loss": cfg.loss, "steps": step}]
     return {
-        "data": json.loads(data_meta.read_text()) if data_meta.is_file() else {"path": cfg.data},
+        "data": data_description(roots[0]) if len(roots) == 1 else [data_description(root) for root in roots],
         "stages": stages,
         "steps": step,
         "wall_time_s": round(elapsed, 1),
@@ -205,11 +211,19 @@ def train(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     if cfg.loss == "two-stage" and cfg.perceptual_weight:
         find_vgg16_weights(cfg.vgg_weights)  # fail before any work, not at the stage switch
-    train_set = RelightPairs(Path(cfg.data) / "train", resize=cfg.resize, crop=cfg.crop, seed=cfg.seed)
-    val_set = RelightPairs(Path(cfg.data) / "validation")
+    roots = [Path(root) for root in cfg.data.split(",")]
+    train_set = RelightPairs([root / "train" for root in roots], resize=cfg.resize, crop=cfg.crop, seed=cfg.seed)
+    val_set = RelightPairs(roots[0] / "validation")
     colour_baseline = ColourTransfer.fit(train_set)
     model = ARCHITECTURES[cfg.architecture]()
-    if cfg.identity_init:
+    if cfg.init_weights:
+        start, start_metadata = load_weights(cfg.init_weights)
+        if start_metadata["architecture"] != cfg.architecture:
+            raise SystemExit(
+                f"error: {cfg.init_weights} holds {start_metadata['architecture']}, not {cfg.architecture}"
+            )
+        model.load_state_dict(start.state_dict())
+    elif cfg.identity_init:
         identity_init_(model)
         if cfg.colour_init:
             colour_init_(model, colour_baseline, value_range)
@@ -321,22 +335,28 @@ def train(cfg: TrainConfig) -> Path:
         best = out / "best.safetensors"
         if not best.exists():
             save_weights(model, best, value_range, training_summary(cfg, step, wall, {}, run.device), cfg.storage_dtype)
-        record_final_evaluation(cfg, best, val_set, colour_baseline, run.device, amp_dtype, wall)
+        record_final_evaluation(cfg, best, roots, run.device, amp_dtype, wall)
     if run.world > 1:
         dist.destroy_process_group()
     return out / "best.safetensors"
 
 
-def record_final_evaluation(cfg, best: Path, val_set, colour_baseline, device, amp_dtype, wall: float) -> None:
-    """Evaluate the best weights on the whole validation split beside both baselines; store the table in the file."""
-    from model.weights import load_weights
-
+def record_final_evaluation(cfg, best: Path, roots: list[Path], device, amp_dtype, wall: float) -> None:
+    """Evaluate the best weights on each data root's whole validation split beside both baselines (the colour
+    transfer fitted on that root's train split); store the tables in the file."""
     model, metadata = load_weights(best, device)
-    rows = evaluation_table(model, val_set, metadata["value_range"], colour_baseline, amp_dtype, cfg.channels_last)
-    summary = metadata["training"] | {"validation": rows, "total_wall_time_s": round(wall, 1)}
+    tables = {}
+    for root in roots:
+        colour_transfer = ColourTransfer.fit(RelightPairs(root / "train"))
+        tables[str(root)] = evaluation_table(model, RelightPairs(root / "validation"), metadata["value_range"],
+                                             colour_transfer, amp_dtype, cfg.channels_last)  # fmt: skip
+        print(f"{root / 'validation'}:")
+        for name, row in tables[str(root)].items():
+            print(f"  {name:<18} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}")
+    summary = metadata["training"] | {"validation": tables[str(roots[0])], "total_wall_time_s": round(wall, 1)}
+    if len(roots) > 1:
+        summary["validation_sets"] = tables
     save_weights(model, best, metadata["value_range"], summary, cfg.storage_dtype)
-    for name, row in rows.items():
-        print(f"{name:<18} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}")
     print(f"wrote {best}")
 
 
