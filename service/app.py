@@ -15,8 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from model.tiling import Window
 from model.weights import WeightsError
-from service.batcher import Batcher
+from service.batcher import Batcher, Tiling
 from service.engine import Engine
 from service.metrics import Metrics
 from service.middleware import BodyLimits, RequestContext
@@ -42,9 +43,8 @@ class StartupError(SystemExit):
 async def lifespan(app: FastAPI):
     state: ServiceState = app.state.service
     settings = state.settings
-    state.batcher = Batcher(
-        state.engine.run, settings.max_batch_size, settings.max_wait_ms / 1000, settings.max_queue, state.metrics
-    )
+    tiling = Tiling(settings.tile_size, settings.tile_overlap, settings.max_batch_size, settings.max_batch_pixels)
+    state.batcher = Batcher(state.engine.run, tiling, settings.max_wait_ms / 1000, settings.max_queue, state.metrics)
     state.batcher.start()
     warmup = asyncio.create_task(warm_up(state))
     yield
@@ -57,8 +57,9 @@ async def lifespan(app: FastAPI):
 async def warm_up(state: ServiceState) -> None:
     """Runs after startup so /healthz answers and /readyz says 503 while the kernels are built."""
     try:
-        await state.batcher.run_in_worker(
-            state.engine.warm_up, state.settings.warmup_shapes(), state.settings.max_batch_size
+        batch_limit = state.batcher.tiling.batch_limit
+        state.batcher.seconds_per_pixel = await state.batcher.run_in_worker(
+            state.engine.warm_up, state.settings.warmup_shapes(), lambda h, w: batch_limit(Window(0, 0, h, w))
         )
     except Exception as error:
         state.warmup_error = f"warm-up failed: {type(error).__name__}: {error}"

@@ -1,17 +1,28 @@
-"""One bounded queue in front of the model and one consumer that batches same-size images.
+"""One bounded queue in front of the model; one consumer that runs tile batches, smallest job first.
 
-The consumer takes the oldest waiting image, then up to max_batch_size - 1 more of the same
-size that arrive within max_wait of the first one's arrival, and runs them as one forward
-pass in a single worker thread, so the event loop keeps accepting and decoding uploads
-meanwhile. Images abandoned by their client or past their deadline are dropped before they
-are computed. An exception in a batch answers that batch's requests with an error; the next
-batch runs as usual.
+An accepted image becomes a job of windows (model.tiling): one window when it fits in a
+tile, overlapping tiles otherwise. The unit the consumer schedules is a batch of windows of
+one shape, bounded by count (max_batch_size) and by total pixels (max_batch_pixels), so
+memory follows the batch, not the images. It serves the job with the least work left first
+(ties: the oldest) and fills the batch with same-shape windows of the next jobs, so a small
+upload is answered between the tiles of big ones. A fresh job waits up to max_wait for
+same-shape company. Windows of a job whose client has gone or whose deadline has passed are
+dropped before they run.
+
+Inference and blending run in a single worker thread, so the event loop keeps accepting
+and decoding uploads meanwhile. An exception in a batch answers that batch's jobs with an
+error; the next batch runs as usual.
+
+Admission: each job's compute time is estimated from its pixels and the seconds per pixel
+measured in warm-up (then followed as batches run). An upload that cannot finish before its
+deadline given the work ahead of it is refused at once; one that could never finish within
+the request timeout on this device is refused as too big.
 """
 
 import asyncio
-import collections
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +30,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.tiling import TiledImage, Window, tile_windows
 from service.engine import BatchResult
 from service.metrics import Metrics
 
 log = logging.getLogger("relight.batcher")
+
+# How fast the seconds-per-pixel estimate follows measured batches, and the batches it learns from: below
+# this size fixed costs dominate, and one slow batch (a first pass at a new shape) moves it at most 2x.
+FOLLOW = 0.2
+LEARN_FROM_PIXELS = 256 * 256
 
 
 class QueueFull(Exception):
@@ -41,44 +58,94 @@ class DeadlinePassed(Exception):
     pass
 
 
+class TooBig(Exception):
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+
+class Backlogged(Exception):
+    def __init__(self, retry_after_s: int, ahead_s: float):
+        self.retry_after_s, self.ahead_s = retry_after_s, ahead_s
+
+
 @dataclass
 class Outcome:
     image: np.ndarray
     queue_s: float
     inference_s: float
     batch_size: int
+    tiles: int
+
+
+@dataclass(frozen=True)
+class Tiling:
+    tile: int
+    overlap: int
+    max_batch_size: int
+    max_batch_pixels: int
+
+    def windows(self, height: int, width: int) -> list[Window]:
+        return tile_windows(height, width, self.tile, self.overlap)
+
+    def batch_limit(self, window: Window) -> int:
+        return max(1, min(self.max_batch_size, self.max_batch_pixels // (window.height * window.width)))
+
+
+def work_pixels(windows: list[Window]) -> int:
+    return sum(w.height * w.width for w in windows)
 
 
 @dataclass(eq=False)
 class Job:
-    pixels: np.ndarray
+    image: TiledImage
     deadline: float  # time.monotonic() after which nobody waits for the answer
     future: asyncio.Future
     enqueued_at: float = field(default_factory=time.monotonic)
     abandoned: bool = False  # set by the request handler when its client has gone
+    handed_out: int = 0  # windows given to batches so far
+    finished: int = 0  # windows blended in
+    started_at: float | None = None
+    inference_s: float = 0.0
+    largest_batch: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.image.tile_shape
+
+    @property
+    def waiting_windows(self) -> list[Window]:
+        return self.image.windows[self.handed_out :]
+
+    @property
+    def waiting_pixels(self) -> int:
+        return work_pixels(self.waiting_windows)
 
 
 class Batcher:
     def __init__(
         self,
         run_batch: Callable[[np.ndarray], BatchResult],
-        max_batch_size: int,
+        tiling: Tiling,
         max_wait_s: float,
         max_queue: int,
         metrics: Metrics,
     ):
         self.run_batch = run_batch
-        self.max_batch_size, self.max_wait_s, self.max_queue = max_batch_size, max_wait_s, max_queue
+        self.tiling, self.max_wait_s, self.max_queue = tiling, max_wait_s, max_queue
         self.metrics = metrics
+        self.seconds_per_pixel: float | None = None  # set from the warm-up, then follows real batches
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relight-inference")
-        self._pending: collections.deque[Job] = collections.deque()
+        self._jobs: list[Job] = []  # accepted and not yet answered, in arrival order
+        self._running_until: float | None = None  # when the batch on the device is expected to end
         self._arrived = asyncio.Event()
         self._closing = False
         self._consumer: asyncio.Task | None = None
+        metrics.backlog.set_function(self.backlog_seconds)
+        metrics.seconds_per_megapixel.set_function(lambda: (self.seconds_per_pixel or 0.0) * 1e6)
 
     @property
     def depth(self) -> int:
-        return len(self._pending)
+        return len(self._jobs)
 
     def start(self) -> None:
         self._consumer = asyncio.create_task(self._consume(), name="relight-batcher")
@@ -87,25 +154,60 @@ class Batcher:
         """Run on the inference thread (used for warm-up, so it never overlaps a batch)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
+    def estimate_s(self, pixels: int) -> float:
+        return pixels * (self.seconds_per_pixel or 0.0)
+
+    def backlog_seconds(self) -> float:
+        """Estimated compute time of every window accepted and not yet run."""
+        running = max(0.0, self._running_until - time.monotonic()) if self._running_until else 0.0
+        return running + self.estimate_s(sum(job.waiting_pixels for job in self._jobs if not job.abandoned))
+
+    def admit(self, height: int, width: int, time_left_s: float) -> None:
+        """Refuse at once what cannot finish in time: TooBig alone, Backlogged behind the work ahead of it."""
+        if self.seconds_per_pixel is None:
+            return
+        own = self.estimate_s(work_pixels(self.tiling.windows(height, width)))
+        if own > time_left_s:
+            raise TooBig(own)
+        running = max(0.0, self._running_until - time.monotonic()) if self._running_until else 0.0
+        # Smallest job first: only jobs with no more work left than this one run before it.
+        ahead = running + sum(
+            self.estimate_s(job.waiting_pixels)
+            for job in self._jobs
+            if not job.abandoned and self.estimate_s(job.waiting_pixels) <= own
+        )
+        if ahead + own > time_left_s:
+            raise Backlogged(max(1, math.ceil(ahead + own - time_left_s)), ahead)
+
     def submit(self, pixels: np.ndarray, deadline: float) -> Job:
         if self._closing:
             raise NotAccepting
-        if len(self._pending) >= self.max_queue:
+        if len(self._jobs) >= self.max_queue:
             raise QueueFull
-        job = Job(pixels, deadline, asyncio.get_running_loop().create_future())
-        self._pending.append(job)
-        self.metrics.queue_depth.set(len(self._pending))
+        image = TiledImage(pixels, self.tiling.tile, self.tiling.overlap)
+        job = Job(image, deadline, asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
+        self.metrics.queue_depth.set(len(self._jobs))
         self._arrived.set()
         return job
 
     def withdraw(self, job: Job, reason: str) -> None:
-        """The request gave up (client gone, deadline passed): free its place in the queue now."""
+        """The request gave up (client gone, deadline passed): its windows that have not run are dropped."""
+        if job.abandoned:
+            return
         job.abandoned = True
-        if job in self._pending:
-            self._pending.remove(job)
-            self.metrics.queue_depth.set(len(self._pending))
+        self._forget(job, reason)
+
+    def _forget(self, job: Job, reason: str) -> None:
+        if job not in self._jobs:
+            return
+        self._jobs.remove(job)
+        self.metrics.queue_depth.set(len(self._jobs))
+        dropped = len(job.waiting_windows)
+        if dropped:
+            self.metrics.tiles.labels(outcome="dropped").inc(dropped)
             self.metrics.dropped.labels(reason=reason).inc()
-            log.info("dropped a queued image (%s)", reason)
+            log.info("dropped %d windows of an image (%s)", dropped, reason)
 
     async def stop(self) -> None:
         """Refuse new work, finish what is queued, then stop the worker thread."""
@@ -117,53 +219,99 @@ class Batcher:
 
     async def _consume(self) -> None:
         while (batch := await self._next_batch()) is not None:
-            live = [job for job in batch if self._still_wanted(job)]
-            if live:
-                await self._run(live)
+            await self._run(batch)
 
-    async def _next_batch(self) -> list[Job] | None:
-        while not self._pending:
-            if self._closing:
-                return None
-            self._arrived.clear()
-            await self._arrived.wait()
-        shape = self._pending[0].pixels.shape
-        window_closes = self._pending[0].enqueued_at + self.max_wait_s
+    def _waiting_jobs(self) -> list[Job]:
+        """Jobs with windows still to hand out, dropping those nobody waits for; least work left first."""
+        now = time.monotonic()
+        for job in list(self._jobs):
+            if job.abandoned or job.future.done():
+                self._forget(job, "client_gone")
+            elif now > job.deadline:
+                self._forget(job, "deadline")
+                job.future.set_exception(DeadlinePassed())
+        waiting = (job for job in self._jobs if job.waiting_windows)
+        return sorted(waiting, key=lambda job: (job.waiting_pixels, job.enqueued_at))
+
+    async def _next_batch(self) -> list[tuple[Job, Window]] | None:
         while True:
-            batch = [job for job in self._pending if job.pixels.shape == shape][: self.max_batch_size]
-            remaining = window_closes - time.monotonic()
-            if len(batch) == self.max_batch_size or remaining <= 0 or self._closing:
+            waiting = self._waiting_jobs()
+            if not waiting:
+                if self._closing:
+                    return None
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            first = waiting[0]
+            limit = self.tiling.batch_limit(first.image.windows[0])
+            same_shape = [job for job in waiting if job.shape == first.shape]
+            available = sum(len(job.waiting_windows) for job in same_shape)
+            remaining = first.enqueued_at + self.max_wait_s - time.monotonic()
+            if available >= limit or remaining <= 0 or self._closing or first.handed_out:
                 break
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-        for job in batch:
-            self._pending.remove(job)
-        self.metrics.queue_depth.set(len(self._pending))
+        batch = []
+        for job in same_shape:
+            take = job.waiting_windows[: limit - len(batch)]
+            batch.extend((job, window) for window in take)
+            job.handed_out += len(take)
+            if len(batch) == limit:
+                break
         return batch
 
-    def _still_wanted(self, job: Job) -> bool:
-        if job.abandoned or job.future.done():
-            self.metrics.dropped.labels(reason="client_gone").inc()
-            log.info("dropped a queued image: its client went away")
-            return False
-        if time.monotonic() > job.deadline:
-            self.metrics.dropped.labels(reason="deadline").inc()
-            job.future.set_exception(DeadlinePassed())
-            return False
-        return True
+    def _compute(self, batch: list[tuple[Job, Window]]) -> tuple[BatchResult, dict[Job, np.ndarray]]:
+        """On the worker thread: run the windows, blend them in, and finish every job that is complete."""
+        result = self.run_batch(np.stack([job.image.crop(window) for job, window in batch]))
+        finished = {}
+        for (job, window), output in zip(batch, result.images, strict=True):
+            job.image.add(window, output)
+            job.finished += 1
+            if job.finished == len(job.image.windows) and not job.abandoned:
+                finished[job] = job.image.result()
+        return result, finished
 
-    async def _run(self, jobs: list[Job]) -> None:
+    def _learn(self, seconds: float, pixels: int) -> None:
+        if pixels < LEARN_FROM_PIXELS:
+            return
+        measured = seconds / pixels
+        if self.seconds_per_pixel is None:
+            self.seconds_per_pixel = measured
+            return
+        measured = min(max(measured, self.seconds_per_pixel / 2), self.seconds_per_pixel * 2)
+        self.seconds_per_pixel = (1 - FOLLOW) * self.seconds_per_pixel + FOLLOW * measured
+
+    async def _run(self, batch: list[tuple[Job, Window]]) -> None:
         started = time.monotonic()
-        self.metrics.batch_size.observe(len(jobs))
+        jobs = list(dict.fromkeys(job for job, _ in batch))
+        for job in jobs:
+            job.started_at = job.started_at or started
+        pixels = len(batch) * batch[0][1].height * batch[0][1].width
+        self._running_until = started + self.estimate_s(pixels)
+        self.metrics.batch_size.observe(len(batch))
         try:
-            result = await self.run_in_worker(self.run_batch, np.stack([job.pixels for job in jobs]))
+            result, finished = await self.run_in_worker(self._compute, batch)
         except Exception as error:
-            log.exception("a batch of %d failed", len(jobs))
+            log.exception("a batch of %d windows failed", len(batch))
             for job in jobs:
+                self._forget(job, "failed")
                 if not job.future.done():
                     job.future.set_exception(InferenceFailed(f"{type(error).__name__}"))
             return
-        for job, image in zip(jobs, result.images, strict=True):
+        finally:
+            self._running_until = None
+        self.metrics.tiles.labels(outcome="run").inc(len(batch))
+        self._learn(result.inference_s, pixels)
+        for job in jobs:
+            job.inference_s += result.inference_s
+            job.largest_batch = max(job.largest_batch, len(batch))
+        for job, image in finished.items():
+            if job in self._jobs:
+                self._jobs.remove(job)
+                self.metrics.queue_depth.set(len(self._jobs))
             if not job.future.done():
-                job.future.set_result(Outcome(image, started - job.enqueued_at, result.inference_s, len(jobs)))
+                outcome = Outcome(
+                    image, job.started_at - job.enqueued_at, job.inference_s, job.largest_batch, len(job.image.windows)
+                )
+                job.future.set_result(outcome)

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from service.settings import Settings
 
 log = logging.getLogger("relight.engine")
 
+TIMING_SHAPE = (256, 256)
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -56,13 +58,23 @@ class Engine:
             self.dtype_name,
         )
 
-    def warm_up(self, shapes: list[tuple[int, int]], max_batch_size: int) -> None:
-        """The first pass at a new shape builds kernels (oneDNN, cuDNN autotuning): pay for it before serving."""
+    def warm_up(self, shapes: list[tuple[int, int]], batch_limit: Callable[[int, int], int]) -> float:
+        """The first pass at a new shape builds kernels (oneDNN, cuDNN autotuning): pay for it before serving.
+
+        Returns seconds per pixel, timed on the largest shape (at least 256x256, where the per-pixel work
+        outweighs the fixed cost of a pass) once its kernels are built.
+        """
         for height, width in shapes:
-            for batch in sorted({1, max_batch_size}):
+            for batch in sorted({1, batch_limit(height, width)}):
                 start = time.perf_counter()
                 self.run(np.zeros((batch, height, width, 3), np.uint8))
                 log.info("warmed %dx%d batch %d in %.2f s", width, height, batch, time.perf_counter() - start)
+        height, width = max([*shapes, TIMING_SHAPE], key=lambda shape: shape[0] * shape[1])
+        if (height, width) not in shapes:
+            self.run(np.zeros((1, height, width, 3), np.uint8))
+        seconds_per_pixel = self.run(np.zeros((1, height, width, 3), np.uint8)).inference_s / (height * width)
+        log.info("throughput %.3f s per megapixel (%dx%d)", seconds_per_pixel * 1e6, width, height)
+        return seconds_per_pixel
 
     def run(self, pixels: np.ndarray) -> BatchResult:
         """Relight uint8 (N, H, W, 3); on CUDA out-of-memory, the batch is split in halves and retried."""

@@ -9,6 +9,7 @@ the answer is upright the way a viewer shows the upload.
 import io
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -80,7 +81,8 @@ def open_image(data: bytes) -> Image.Image:
         raise ImageError(400, f"the image header or a checksum is broken: {error}") from None
 
 
-def decode(data: bytes, max_pixels: int) -> DecodedImage:
+def decode(data: bytes, max_pixels: int, admit: Callable[[int, int], None] | None = None) -> DecodedImage:
+    """`admit(height, width)` runs once the header is read and before the pixels are; it may raise to refuse."""
     if not data:
         raise ImageError(400, "the uploaded file is empty")
     image = open_image(data)
@@ -91,6 +93,8 @@ def decode(data: bytes, max_pixels: int) -> DecodedImage:
         raise ImageError(
             413, f"the image is {width}x{height} = {width * height} pixels; this service takes at most {max_pixels}"
         )
+    if admit is not None:
+        admit(height, width)
     source_format = image.format or "unknown"
     try:
         with warnings.catch_warnings():

@@ -13,6 +13,7 @@ from prometheus_client import (
 # Image work spans a few milliseconds (decoding a thumbnail) to a minute (a 4K image on a CPU).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 STAGES = ("decode", "queue", "inference", "encode")
+REFUSALS = ("queue_full", "backlog", "too_big", "not_ready", "draining")
 
 
 def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
@@ -55,8 +56,31 @@ class Metrics:
         )
         self.dropped = Counter(
             "relight_dropped_total",
-            "Queued images dropped before inference, by reason (client_gone, deadline).",
+            "Images whose windows were dropped before inference, by reason (client_gone, deadline, failed).",
             ["reason"],
+            registry=self.registry,
+        )
+        self.tiles = Counter(
+            "relight_tiles_total",
+            "Windows (tiles, or whole images that fit in one) by outcome: run, or dropped unrun when their client "
+            "left or their deadline passed.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "relight_admissions_refused_total",
+            "Uploads refused before queueing, by reason (queue_full, backlog, too_big, not_ready, draining).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.backlog = Gauge(
+            "relight_backlog_seconds",
+            "Estimated compute time of all accepted work not yet run: the autoscaling signal.",
+            registry=self.registry,
+        )
+        self.seconds_per_megapixel = Gauge(
+            "relight_seconds_per_megapixel",
+            "The compute-time estimate admission uses, measured in warm-up and followed as batches run.",
             registry=self.registry,
         )
         self.model_info = Gauge(
@@ -67,5 +91,9 @@ class Metrics:
         )
         for stage in STAGES:
             self.stage_duration.labels(stage=stage)
-        for reason in ("client_gone", "deadline"):
+        for reason in ("client_gone", "deadline", "failed"):
             self.dropped.labels(reason=reason)
+        for outcome in ("run", "dropped"):
+            self.tiles.labels(outcome=outcome)
+        for reason in REFUSALS:
+            self.refused.labels(reason=reason)

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
 
-from service.batcher import DeadlinePassed, InferenceFailed, NotAccepting, QueueFull
+from service.batcher import Backlogged, DeadlinePassed, InferenceFailed, NotAccepting, QueueFull, TooBig
 from service.imaging import FORMATS, ImageError, OutputFormat, choose_format, decode, encode
 from service.middleware import BodyTooLarge, UploadTooSlow
 from service.state import ServiceState, State
@@ -30,11 +30,13 @@ RELIGHT_RESPONSES = {
     400: error_response(400, "The upload cannot be decoded (truncated, corrupt) or the body is malformed."),
     401: error_response(401, "RELIGHT_API_KEY is set and X-API-Key is missing or wrong."),
     408: error_response(408, "The request body was not received within RELIGHT_UPLOAD_TIMEOUT_S."),
-    413: error_response(413, "More than RELIGHT_MAX_UPLOAD_BYTES bytes, or more than RELIGHT_MAX_PIXELS pixels."),
+    413: error_response(413, "More than RELIGHT_MAX_UPLOAD_BYTES bytes, more than RELIGHT_MAX_PIXELS pixels, or more "
+                             "pixels than this device can relight within RELIGHT_REQUEST_TIMEOUT_S."),
     415: error_response(415, "Not multipart/form-data, or the file is not an image."),
     422: error_response(422, "No `image` file field, more than one, or an unknown `format`."),
     500: error_response(500, "The model failed on this request's batch (never caused by an upload)."),
-    503: error_response(503, "Queue full, starting up or draining; retry after Retry-After seconds."),
+    503: error_response(503, "Queue full, too much work ahead to finish before the deadline, starting up or "
+                             "draining; retry after Retry-After seconds."),
     504: error_response(504, "No answer within RELIGHT_REQUEST_TIMEOUT_S."),
 }  # fmt: skip
 
@@ -110,8 +112,10 @@ async def relight_endpoint(request: Request, state: State, format: OutputFormat 
     arrived = time.monotonic()
     deadline = arrived + state.settings.request_timeout_s
     if state.draining:
+        state.metrics.refused.labels(reason="draining").inc()
         raise unavailable("the service is shutting down", retry_after=5)
     if not state.ready:
+        state.metrics.refused.labels(reason="not_ready").inc()
         raise unavailable("the model is still loading or warming up", retry_after=5)
     image_format = choose_format(format, request.headers.get("accept"))
     state.in_flight += 1
@@ -124,17 +128,37 @@ async def relight_endpoint(request: Request, state: State, format: OutputFormat 
 async def relight_one(request: Request, state: ServiceState, image_format: str, deadline: float) -> Response:
     data = await read_upload(request)
     started = time.perf_counter()
+
+    def admit(height: int, width: int) -> None:
+        state.batcher.admit(height, width, deadline - time.monotonic())
+
     try:
-        decoded = await run_in_threadpool(decode, data, state.settings.max_pixels)
+        decoded = await run_in_threadpool(decode, data, state.settings.max_pixels, admit)
     except ImageError as error:
         raise HTTPException(error.status, error.detail) from None
+    except TooBig as refusal:
+        state.metrics.refused.labels(reason="too_big").inc()
+        raise HTTPException(
+            413,
+            f"relighting this image would take about {refusal.seconds:.0f} s on this device, more than the "
+            f"{state.settings.request_timeout_s:g} s a request may take; send a smaller image",
+        ) from None
+    except Backlogged as refusal:
+        state.metrics.refused.labels(reason="backlog").inc()
+        raise unavailable(
+            f"about {refusal.ahead_s:.0f} s of work is ahead of this image, so it cannot finish before its deadline; "
+            f"retry after {refusal.retry_after_s} s",
+            retry_after=refusal.retry_after_s,
+        ) from None
     decode_s = time.perf_counter() - started
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
         job = state.batcher.submit(decoded.rgb, deadline)
     except QueueFull:
+        state.metrics.refused.labels(reason="queue_full").inc()
         raise unavailable(f"the queue is full ({state.settings.max_queue} images waiting); retry shortly") from None
     except NotAccepting:
+        state.metrics.refused.labels(reason="draining").inc()
         raise unavailable("the service is shutting down", retry_after=5) from None
     client_gone = asyncio.ensure_future(wait_for_disconnect(request))
     try:
@@ -166,7 +190,7 @@ async def relight_one(request: Request, state: ServiceState, image_format: str, 
         for name, seconds in (("decode", decode_s), ("queue", outcome.queue_s), ("inference", outcome.inference_s),
                               ("encode", encode_s))
     )  # fmt: skip
-    headers = {"Server-Timing": timing, "X-Batch-Size": str(outcome.batch_size)}
+    headers = {"Server-Timing": timing, "X-Batch-Size": str(outcome.batch_size), "X-Tiles": str(outcome.tiles)}
     return Response(body, media_type=FORMATS[image_format], headers=headers)
 
 
@@ -209,6 +233,9 @@ async def info(state: State) -> dict:
         "ready": state.ready,
         "settings": {
             "max_batch_size": settings.max_batch_size,
+            "max_batch_pixels": settings.max_batch_pixels,
+            "tile_size": settings.tile_size,
+            "tile_overlap": settings.tile_overlap,
             "max_wait_ms": settings.max_wait_ms,
             "max_queue": settings.max_queue,
             "request_timeout_s": settings.request_timeout_s,

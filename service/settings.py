@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.weights import SHIPPED_WEIGHTS
@@ -18,6 +18,14 @@ class Settings(BaseSettings):
         "auto", description="auto: bfloat16 where the device runs it fast (CUDA, AVX512-BF16/AMX CPUs), else float32"
     )
     max_batch_size: int = Field(8, ge=1, le=256)
+    max_batch_pixels: int = Field(
+        4 * 1024 * 1024, ge=1, description="pixels per forward pass (images or tiles of one shape); bounds its memory"
+    )
+    tile_size: int = Field(
+        1088, ge=64, multiple_of=16, description="images with a side above this are relit in overlapping tiles"
+    )
+    tile_overlap: int = Field(64, ge=1, description="pixels two neighbouring tiles share, blended with ramps")
+    warmup_tile: bool = Field(True, description="also warm up the tile shape (and time it for admission)")
     max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits for more same-size images")
     max_queue: int = Field(64, ge=1, description="images waiting for the model; beyond this: 503")
     request_timeout_s: float = Field(60.0, gt=0, description="end-to-end deadline; beyond it: 504")
@@ -34,10 +42,20 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    @model_validator(mode="after")
+    def tiles_fit(self):
+        if self.tile_overlap > self.tile_size // 2:
+            raise ValueError(f"tile_overlap {self.tile_overlap} is more than half of tile_size {self.tile_size}")
+        if self.tile_size * self.tile_size > self.max_batch_pixels:
+            raise ValueError(f"one {self.tile_size}x{self.tile_size} tile exceeds max_batch_pixels")
+        return self
+
     def warmup_shapes(self) -> list[tuple[int, int]]:
-        """(height, width) pairs from 'WxH,WxH'."""
+        """(height, width) pairs from 'WxH,WxH', then the tile shape when warmup_tile is on."""
         shapes = []
         for item in filter(None, (part.strip() for part in self.warmup.split(","))):
             width, height = (int(side) for side in item.lower().split("x"))
             shapes.append((height, width))
+        if self.warmup_tile and (self.tile_size, self.tile_size) not in shapes:
+            shapes.append((self.tile_size, self.tile_size))
         return shapes

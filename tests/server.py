@@ -27,12 +27,23 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def metric(self, line_prefix: str) -> float:
+        """The sum of the /metrics samples whose line starts with line_prefix."""
+        lines = httpx.get(self.url + "/metrics").text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(line_prefix))
+
+    def peak_rss_bytes(self) -> int:
+        """The process's high-water mark of resident memory (VmHWM), in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) * 1024
+
 
 @contextmanager
 def running_server(weights: Path, log_dir: Path, command: list[str] | None = None, wait_ready=True, **settings):
     """Start `relight-serve` (or `command`) with RELIGHT_* settings; stop it with SIGTERM afterwards."""
     port = free_port()
-    env = {**os.environ, "RELIGHT_WEIGHTS": str(weights), "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "32x32"}
+    env = {**os.environ, "RELIGHT_WEIGHTS": str(weights), "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "32x32",
+           "RELIGHT_WARMUP_TILE": "false"}  # fmt: skip
     env.update({f"RELIGHT_{key.upper()}": str(value) for key, value in settings.items()})
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("w") as log:

@@ -1,0 +1,131 @@
+"""Big images on the real service, scaled down: tiles, the pixel budget, scheduling, cancellation, admission."""
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from model.inference import relight
+from model.tiling import relight_tiled, tile_windows
+from model.weights import SHIPPED_WEIGHTS, load_weights
+from tests.images import decode, encode, scene
+from tests.server import running_server
+
+TILE, OVERLAP = 256, 32
+TILED = {"tile_size": TILE, "tile_overlap": OVERLAP, "max_batch_pixels": 2 * TILE * TILE, "max_wait_ms": 0}
+
+
+def post(url, data: bytes, timeout=60.0):
+    return httpx.post(url + "/relight", files={"image": ("big.png", data)}, timeout=timeout)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
+
+
+@pytest.fixture(scope="module")
+def server(weights_file, tmp_path_factory):
+    with running_server(weights_file, tmp_path_factory.mktemp("logs"), **TILED) as running:
+        yield running
+
+
+def test_tiles_just_above_the_tile_size_match_the_whole_image_pass():
+    """On the shipped weights: an image one tile plus a bit, tiled, against the same image in one pass."""
+    model, metadata = load_weights(SHIPPED_WEIGHTS)
+    pixels = scene(TILE + 40, TILE + 72, seed=3)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return relight(model, torch.from_numpy(batch), metadata["value_range"]).numpy()
+
+    whole = run(pixels[None])[0]
+    tiled = relight_tiled(run, pixels, TILE, OVERLAP, max_batch=4)
+    assert tiled.shape == whole.shape
+    assert psnr(tiled, whole) > 35  # bench/tiling_quality.py: the measured gap at full scale
+    assert np.array_equal(
+        relight_tiled(run, pixels[:TILE, :TILE], TILE, OVERLAP, 4), run(pixels[None, :TILE, :TILE])[0]
+    )
+
+
+def test_a_small_upload_is_answered_between_the_tiles_of_big_ones_and_memory_stays_bounded(server):
+    idle_peak = server.peak_rss_bytes()
+    tiles_before = server.metric('relight_tiles_total{outcome="run"}')
+    big = encode(scene(1024, 1024))
+    per_image = len(tile_windows(1024, 1024, TILE, OVERLAP))
+    with ThreadPoolExecutor(4) as pool:
+        bigs = [pool.submit(post, server.url, big) for _ in range(3)]
+        while server.metric('relight_tiles_total{outcome="run"}') == tiles_before:
+            time.sleep(0.05)
+        small = post(server.url, encode(scene(64, 64)))
+        assert small.status_code == 200
+        assert not all(future.done() for future in bigs), "the small upload waited for every big one"
+        responses = [future.result() for future in bigs]
+    assert [r.status_code for r in responses] == [200] * 3
+    assert all(r.headers["x-tiles"] == str(per_image) and int(r.headers["x-batch-size"]) <= 2 for r in responses)
+    assert decode(responses[0].content).shape == (1024, 1024, 3)
+    assert server.metric('relight_tiles_total{outcome="run"}') - tiles_before == 3 * per_image + 1
+    # Three 1024x1024 images in one pass need over a gigabyte of activations; two 256x256 tiles a few tens of MB.
+    assert server.peak_rss_bytes() - idle_peak < 400 << 20
+    assert server.metric("relight_backlog_seconds") == 0
+
+
+def test_a_client_that_leaves_stops_its_remaining_tiles(server):
+    run_before = server.metric('relight_tiles_total{outcome="run"}')
+    dropped_before = server.metric('relight_tiles_total{outcome="dropped"}')
+    per_image = len(tile_windows(2048, 2048, TILE, OVERLAP))
+    with pytest.raises(httpx.ReadTimeout):
+        post(server.url, encode(scene(2048, 2048)), timeout=3.0)
+    # Windows already in the batch on the device finish and count as run; the rest are dropped.
+    deadline = time.monotonic() + 30
+
+    def counts() -> tuple[float, float]:
+        return (server.metric('relight_tiles_total{outcome="run"}') - run_before,
+                server.metric('relight_tiles_total{outcome="dropped"}') - dropped_before)  # fmt: skip
+
+    while sum(counts()) < per_image and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ran, dropped = counts()
+    assert 0 < ran < per_image and ran + dropped == per_image, (ran, dropped, per_image)
+    assert server.metric("relight_queue_depth") == 0
+    time.sleep(1)
+    assert server.metric('relight_tiles_total{outcome="run"}') - run_before == ran  # the device is idle
+
+
+def test_admission_refuses_at_once_what_cannot_finish_in_time(weights_file, tmp_path):
+    timeout_s = 8.0
+    with running_server(weights_file, tmp_path, request_timeout_s=timeout_s, **TILED) as server:
+
+        def estimate(side: int) -> float:
+            seconds_per_pixel = server.metric("relight_seconds_per_megapixel") / 1e6
+            return sum(w.height * w.width for w in tile_windows(side, side, TILE, OVERLAP)) * seconds_per_pixel
+
+        huge = next(side for side in range(256, 8192, 64) if estimate(side) > 1.5 * timeout_s)
+        ran = server.metric('relight_tiles_total{outcome="run"}')
+        refused = post(server.url, encode(scene(huge, huge)))
+        assert refused.status_code == 413 and "send a smaller image" in refused.json()["detail"]
+        assert server.metric('relight_admissions_refused_total{reason="too_big"}') == 1
+
+        # Two images that each take most of the deadline: the second cannot finish in time.
+        side = max(side for side in range(256, huge, 16) if estimate(side) < 0.85 * timeout_s)
+        data = encode(scene(side, side))
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(post, server.url, data)
+            while not server.metric("relight_queue_depth"):
+                time.sleep(0.01)
+            backlog = server.metric("relight_backlog_seconds")
+            second = post(server.url, data)
+            assert second.status_code == 503, (second.status_code, second.headers)
+            retry_after = int(second.headers["retry-after"])
+            # The estimate follows the batches as they run, so allow for its drift since the backlog was read.
+            assert abs(retry_after - (backlog + estimate(side) - timeout_s)) <= 3, (retry_after, backlog)
+            assert "work is ahead" in second.json()["detail"]
+            assert post(server.url, encode(scene(32, 32))).status_code == 200  # small work still goes first
+            # Admitted on an estimate: on a busy machine it may still run past its deadline.
+            assert first.result().status_code in (200, 504)
+        assert server.metric('relight_admissions_refused_total{reason="backlog"}') == 1
+        windows = len(tile_windows(side, side, TILE, OVERLAP))
+        assert server.metric('relight_tiles_total{outcome="run"}') - ran <= windows + 1  # the refused ones never ran
