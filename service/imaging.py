@@ -1,25 +1,35 @@
-"""Upload bytes -> uint8 RGB pixels (+ alpha) and back, with every failure a clear client error.
+"""Upload bytes -> uint8 sRGB pixels (+ alpha) and back, with every failure a clear client error.
 
 Alpha: the network relights RGB only. An upload's alpha channel (RGBA, LA, palette
 transparency) is carried over unchanged to PNG and WebP answers; JPEG answers drop it.
 Animated GIF/APNG/WebP: the first frame is relit. EXIF orientation is applied first, so
 the answer is upright the way a viewer shows the upload.
+
+What a photo carries comes back with it: its colour space and ICC profile (service.colour),
+its EXIF (orientation set to 1, since it is applied), DPI, XMP, and a PNG's text chunks where
+the answer's format can hold them (JPEG and WebP have no text chunks; WebP no DPI).
 """
 
 import io
 import struct
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from service.colour import AnswerColour, from_srgb, to_srgb
 
 # Our own pixel limit (checked from the header) comes first; Pillow's bomb check stays as a backstop.
 Image.MAX_IMAGE_PIXELS = None
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+# Pillow's format names of uploads answered in their own format (MPO: JPEGs from phone cameras).
+SAME_FORMAT = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}
+XMP_KEY = "XML:com.adobe.xmp"
+ORIENTATION = 0x0112
 OutputFormat = Literal["png", "jpeg", "webp"]
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -33,10 +43,20 @@ class ImageError(Exception):
 
 
 @dataclass
+class Metadata:
+    colour: AnswerColour = field(default_factory=AnswerColour)
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
+    text: dict[str, str] = field(default_factory=dict)  # PNG tEXt/iTXt/zTXt chunks
+
+
+@dataclass
 class DecodedImage:
-    rgb: np.ndarray  # uint8 (H, W, 3)
+    rgb: np.ndarray  # uint8 (H, W, 3), sRGB
     alpha: np.ndarray | None  # uint8 (H, W) or None
     source_format: str
+    metadata: Metadata = field(default_factory=Metadata)
 
 
 def wide_to_uint8(image: Image.Image) -> np.ndarray:
@@ -101,12 +121,36 @@ def decode(data: bytes, max_pixels: int, admit: Callable[[int, int], None] | Non
             warnings.simplefilter("ignore")
             image.seek(0)
             image.load()
+            icc = image.info.get("icc_profile")
+            text = dict(getattr(image, "text", None) or {})  # PNG chunks; the upright copy below loses them
             image = ImageOps.exif_transpose(image)
-            return split_channels(image, source_format)
+            if icc:
+                image.info["icc_profile"] = icc
+            metadata = carried_metadata(image, text)
+            if image.mode not in WIDE_MODES:
+                image, metadata.colour = to_srgb(image)
+            decoded = split_channels(image, source_format)
+            decoded.metadata = metadata
+            return decoded
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(400, f"the image data cannot be decoded (truncated or corrupt?): {error}") from None
+
+
+def carried_metadata(image: Image.Image, text: dict[str, str]) -> Metadata:
+    """What goes back with the answer; `image` is already upright, so its EXIF orientation becomes 1."""
+    exif = image.getexif()
+    if len(exif):
+        exif[ORIENTATION] = 1
+    xmp = image.info.get("xmp") or text.pop(XMP_KEY, None)
+    dpi = image.info.get("dpi")
+    return Metadata(
+        exif=exif.tobytes() if len(exif) else None,
+        dpi=tuple(float(d) for d in dpi) if dpi else None,
+        xmp=xmp.encode() if isinstance(xmp, str) else xmp,
+        text=text,
+    )
 
 
 def split_channels(image: Image.Image, source_format: str) -> DecodedImage:
@@ -122,24 +166,48 @@ def split_channels(image: Image.Image, source_format: str) -> DecodedImage:
     return DecodedImage(np.asarray(image.convert("RGB")), alpha, source_format)
 
 
-def encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str) -> bytes:
+def encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, metadata: Metadata | None = None) -> bytes:
     """Fast settings: encoding a 1024x1024 answer must cost little next to the model."""
+    metadata = metadata or Metadata()
+    rgb = from_srgb(rgb, metadata.colour)
+    options = save_options(image_format, metadata)
     if alpha is not None and image_format != "jpeg":
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
         image = Image.fromarray(rgb, "RGB")
     buffer = io.BytesIO()
     if image_format == "png":
-        image.save(buffer, "PNG", compress_level=1)
+        image.save(buffer, "PNG", compress_level=1, **options)
     elif image_format == "jpeg":
-        image.save(buffer, "JPEG", quality=90)
+        image.save(buffer, "JPEG", quality=90, **options)
     else:
-        image.save(buffer, "WEBP", quality=90, method=0)
+        image.save(buffer, "WEBP", quality=90, method=0, **options)
     return buffer.getvalue()
 
 
-def choose_format(query: str | None, accept: str | None) -> str:
-    """?format= wins; else the first of png/jpeg/webp the Accept header names; else PNG."""
+def save_options(image_format: str, metadata: Metadata) -> dict:
+    options: dict = {}
+    if metadata.colour.icc:
+        options["icc_profile"] = metadata.colour.icc
+    if metadata.exif:
+        options["exif"] = metadata.exif
+    if metadata.dpi and image_format != "webp":
+        options["dpi"] = metadata.dpi
+    if image_format == "png":
+        if metadata.text or metadata.xmp:
+            info = PngImagePlugin.PngInfo()
+            for key, value in metadata.text.items():
+                info.add_itxt(key, str(value))
+            if metadata.xmp:
+                info.add_itxt(XMP_KEY, metadata.xmp.decode("utf-8", "replace"))
+            options["pnginfo"] = info
+    elif metadata.xmp:
+        options["xmp"] = metadata.xmp
+    return options
+
+
+def choose_format(query: str | None, accept: str | None, source_format: str) -> str:
+    """?format= wins; else the first of png/jpeg/webp the Accept header names; else the upload's (PNG for others)."""
     if query is not None:
         return query
     for part in (accept or "").split(","):
@@ -147,4 +215,4 @@ def choose_format(query: str | None, accept: str | None) -> str:
         for name, mime in FORMATS.items():
             if media == mime:
                 return name
-    return "png"
+    return SAME_FORMAT.get(source_format, "png")

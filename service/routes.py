@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from service.batcher import Backlogged, DeadlinePassed, InferenceFailed, NotAccepting, QueueFull, TooBig
 from service.imaging import FORMATS, ImageError, OutputFormat, choose_format, decode, encode
 from service.middleware import BodyTooLarge, UploadTooSlow
+from service.page import page, wants_page
 from service.state import ServiceState, State
 
 router = APIRouter()
@@ -99,9 +100,14 @@ async def wait_for_disconnect(request: Request) -> None:
     summary="Relight a photo from North/6500 K to East/4500 K",
     description=(
         "Upload one image as the multipart field `image` (PNG, JPEG, WebP, GIF, BMP, TIFF, ...). The answer is the "
-        "same scene lit from the East at 4500 K, at the same width and height, PNG unless `?format=` or the Accept "
-        "header asks for JPEG or WebP. EXIF orientation is applied first. Alpha is carried over unchanged to PNG "
-        "and WebP answers (JPEG drops it); 16-bit images are reduced to 8 bits; animations give their first frame."
+        "same scene lit from the East at 4500 K, at the same width and height. Format: `?format=` if given, else the "
+        "first of PNG, JPEG or WebP the Accept header names, else the upload's own format when it is PNG, JPEG or "
+        "WebP, else PNG. An embedded ICC profile is converted to sRGB for the network and the answer converted back "
+        "into the upload's colour space with the same profile (CMYK and grey uploads come back in sRGB with its "
+        "profile). EXIF (orientation set to 1), DPI, XMP and PNG text chunks are carried over where the answer's "
+        "format holds them. EXIF orientation is applied first. Alpha is carried over unchanged to PNG and WebP "
+        "answers (JPEG drops it); 16-bit images are reduced to 8 bits; animations give their first frame. Images "
+        "with a side above RELIGHT_TILE_SIZE are relit in overlapping tiles."
     ),
     responses=RELIGHT_RESPONSES,
     openapi_extra=RELIGHT_BODY,
@@ -117,15 +123,14 @@ async def relight_endpoint(request: Request, state: State, format: OutputFormat 
     if not state.ready:
         state.metrics.refused.labels(reason="not_ready").inc()
         raise unavailable("the model is still loading or warming up", retry_after=5)
-    image_format = choose_format(format, request.headers.get("accept"))
     state.in_flight += 1
     try:
-        return await relight_one(request, state, image_format, deadline)
+        return await relight_one(request, state, format, deadline)
     finally:
         state.in_flight -= 1
 
 
-async def relight_one(request: Request, state: ServiceState, image_format: str, deadline: float) -> Response:
+async def relight_one(request: Request, state: ServiceState, format: str | None, deadline: float) -> Response:
     data = await read_upload(request)
     started = time.perf_counter()
 
@@ -151,6 +156,7 @@ async def relight_one(request: Request, state: ServiceState, image_format: str, 
             retry_after=refusal.retry_after_s,
         ) from None
     decode_s = time.perf_counter() - started
+    image_format = choose_format(format, request.headers.get("accept"), decoded.source_format)
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
         job = state.batcher.submit(decoded.rgb, deadline)
@@ -182,7 +188,7 @@ async def relight_one(request: Request, state: ServiceState, image_format: str, 
     state.metrics.stage_duration.labels(stage="queue").observe(outcome.queue_s)
     state.metrics.stage_duration.labels(stage="inference").observe(outcome.inference_s)
     started = time.perf_counter()
-    body = await run_in_threadpool(encode, outcome.image, decoded.alpha, image_format)
+    body = await run_in_threadpool(encode, outcome.image, decoded.alpha, image_format, decoded.metadata)
     encode_s = time.perf_counter() - started
     state.metrics.stage_duration.labels(stage="encode").observe(encode_s)
     timing = ", ".join(
@@ -216,7 +222,17 @@ async def readyz(state: State):
     return {"status": "ready"}
 
 
-@router.get("/", summary="What is being served")
+@router.get(
+    "/",
+    summary="The web page (browsers) or the service description (API clients)",
+    description="`Accept: text/html` gets the page to try the service; anything else the JSON of `GET /info`.",
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+)
+async def home(request: Request, state: State):
+    return page() if wants_page(request) else await info(state)
+
+
+@router.get("/info", summary="What is being served")
 async def info(state: State) -> dict:
     engine, settings = state.engine, state.settings
     return {
@@ -228,6 +244,7 @@ async def info(state: State) -> dict:
             "weights_sha256": engine.weights_sha256,
             "value_range": list(engine.value_range),
         },
+        "api_key_required": bool(settings.api_key),
         "device": str(engine.device),
         "dtype": engine.dtype_name,
         "ready": state.ready,

@@ -38,13 +38,13 @@ def server(weights_file, tmp_path_factory):
 
 
 def test_png_and_jpeg_come_back_relit_at_the_same_size(server):
-    for pixels, data, name in [
-        (scene(37, 53), encode(scene(37, 53)), "a.png"),
-        (scene(64, 48, 1), encode(scene(64, 48, 1), "JPEG", quality=95), "b.jpg"),
+    for pixels, data, name, media_type in [
+        (scene(37, 53), encode(scene(37, 53)), "a.png", "image/png"),
+        (scene(64, 48, 1), encode(scene(64, 48, 1), "JPEG", quality=95), "b.jpg", "image/jpeg"),
     ]:
         response = post(server.url, data, name, headers={"X-Request-ID": "client-id-1"})
         assert response.status_code == 200, response.text
-        assert response.headers["content-type"] == "image/png"
+        assert response.headers["content-type"] == media_type  # the upload's own format by default
         assert response.headers["x-request-id"] == "client-id-1"
         for stage in ("decode", "queue", "inference", "encode"):
             assert f"{stage};dur=" in response.headers["server-timing"]
@@ -197,8 +197,8 @@ def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path):
         with ThreadPoolExecutor(4) as pool:
             accepted = [pool.submit(post, server.url, encode(scene(512, 512, i))) for i in range(4)]
             deadline = time.monotonic() + 30
-            # One image in the model and three queued: all four accepted before the signal.
-            while metric_value(server, "relight_queue_depth") < 3 and time.monotonic() < deadline:
+            # All four accepted (one in the model, three waiting) before the signal.
+            while metric_value(server, "relight_queue_depth") < 4 and time.monotonic() < deadline:
                 time.sleep(0.02)
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.3)
