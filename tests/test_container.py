@@ -1,0 +1,184 @@
+"""The production image, built from the project's Dockerfile and run: read-only root, its own user, healthy, drains.
+
+Uses a running Docker engine, or starts one (root and Debian's docker.io needed); skips, saying
+why, only when no engine can start. The base is made locally (debootstrap of Debian bookworm,
+with Python) because no registry with base images can be reached here; the CPU flavour of the
+image is built on it and left in the engine's store as relight:test.
+"""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.images import decode, encode, scene
+from tests.server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = "relight-base:bookworm"
+IMAGE = "relight:test"
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+# Installing ca-certificates in an image rewrites /etc/ssl/certs; this path it leaves alone.
+BASE_CA = "/usr/local/share/relight-build-ca/ca-certificates.crt"
+
+
+def docker(*args, check=True, timeout=1800, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout, **kwargs)
+
+
+def engine_answers() -> bool:
+    try:
+        return docker("info", check=False, timeout=30).returncode == 0
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+
+
+def start_engine(log_dir: Path) -> tuple[subprocess.Popen | None, str]:
+    if engine_answers():
+        return None, ""
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        return None, "no Docker engine: install Debian's docker.io (.ci/run does)"
+    if os.geteuid() != 0:
+        return None, "no Docker engine running, and starting one needs root"
+    for driver in ("overlay2", "vfs"):
+        log = (log_dir / f"dockerd-{driver}.log").open("w")
+        engine = subprocess.Popen(["dockerd", "--iptables=false", "--bridge=none", f"--storage-driver={driver}"],
+                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and engine.poll() is None:
+            if engine_answers():
+                return engine, ""
+            time.sleep(1)
+        engine.terminate()
+        engine.wait(timeout=30)
+    return None, f"dockerd did not start (logs in {log_dir})"
+
+
+def debian_mirror() -> str:
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.is_file():
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:"):
+                return line.split()[1]
+    return "http://deb.debian.org/debian"
+
+
+def build_base(work: Path) -> None:
+    """Debian bookworm with Python, and the host's CA bundle for pip (PIP_CERT), imported as BASE."""
+    if docker("image", "inspect", BASE, check=False).returncode == 0:
+        return
+    if shutil.which("debootstrap") is None:
+        pytest.fail("debootstrap is needed to make the local base image (.ci/run installs it)")
+    root = work / "rootfs"
+    subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", str(root),
+                    debian_mirror()], check=True, capture_output=True, timeout=900)  # fmt: skip
+    (root / BASE_CA.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HOST_CA, root / BASE_CA.lstrip("/"))
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    docker("import", "--change", f"ENV PIP_CERT={BASE_CA}", "--change", 'CMD ["python3"]', "-", BASE, stdin=tar.stdout)
+    tar.wait()
+
+
+def local_torch_wheels() -> str | None:
+    """The folder of pip's find-links that holds the CPU torch wheel, if this machine has one."""
+    for folder in os.environ.get("PIP_FIND_LINKS", "/opt/wheels").split():
+        if glob.glob(os.path.join(folder, "torch-2.13.0+cpu-*.whl")):
+            return folder
+    return None
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    work = tmp_path_factory.mktemp("container")
+    engine, why = start_engine(work)
+    if why:
+        pytest.skip(why)
+    try:
+        build_base(work)
+        args = ["--build-arg", f"BASE={BASE}", "--build-arg", "FLAVOUR=cpu"]
+        wheels, server = local_torch_wheels(), None
+        if wheels:
+            port = free_port()
+            command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", wheels]
+            server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            args += ["--build-arg", f"PIP_FIND_LINKS=http://127.0.0.1:{port}/", "--build-arg", "TORCH_CPU_INDEX="]
+        try:
+            built = docker("build", "--network", "host", "-t", IMAGE, *args, str(ROOT), check=False)
+        finally:
+            if server:
+                server.terminate()
+        assert built.returncode == 0, built.stderr[-4000:]
+        size = int(docker("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
+        print(f"\n{IMAGE} (CPU flavour): {size / 1e6:.0f} MB")
+        yield IMAGE
+    finally:
+        if engine is not None:
+            engine.terminate()
+            engine.wait(timeout=60)
+
+
+@pytest.fixture
+def container(image):
+    port = free_port()
+    name = f"relight-test-{port}"
+    docker("run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+           "--health-interval", "2s", "-e", f"RELIGHT_PORT={port}", "-e", "RELIGHT_WARMUP=64x64",
+           "-e", "RELIGHT_WARMUP_TILE=false", "-e", "RELIGHT_MAX_BATCH_SIZE=1", image)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
+            assert state["Running"] and time.monotonic() < deadline, docker("logs", name, check=False).stderr
+            time.sleep(0.5)
+        yield name, url
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def test_the_image_serves_on_a_read_only_root_as_its_own_user_and_turns_healthy(container):
+    name, url = container
+    response = httpx.post(url + "/relight", files={"image": ("a.png", encode(scene(40, 56)))}, timeout=60)
+    assert response.status_code == 200
+    assert decode(response.content).shape == (40, 56, 3)
+    assert docker("exec", name, "id", "-u").stdout.strip() == "10001"
+    deadline = time.monotonic() + 60
+    while (health := docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()) != "healthy":
+        assert health == "starting" and time.monotonic() < deadline, health
+        time.sleep(1)
+
+
+def test_docker_stop_drains_accepted_requests_and_exits_0(container):
+    name, url = container
+    with ThreadPoolExecutor(3) as pool:
+        uploads = [pool.submit(httpx.post, url + "/relight", files={"image": ("a.png", encode(scene(384, 384, i)))},
+                               timeout=120) for i in range(3)]  # fmt: skip
+        deadline = time.monotonic() + 60
+        while "relight_queue_depth 3.0" not in httpx.get(url + "/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        docker("stop", "--time", "90", name)
+        assert [upload.result().status_code for upload in uploads] == [200] * 3
+    assert docker("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+    assert "draining" in docker("logs", name).stderr
+
+
+def test_the_image_holds_serving_code_and_weights_only(image):
+    probe = "import importlib.util as u; print([u.find_spec(n) is not None for n in ('service', 'training', 'tests')])"
+    found = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", probe).stdout.strip()
+    assert found == "[True, False, False]"
+    listing = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", image, "/app", "/app/weights").stdout
+    assert "training" not in listing and "stacked_dmshn.safetensors" in listing
