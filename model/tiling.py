@@ -16,13 +16,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.dmshn import SIZE_MULTIPLE
+
 
 def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Window starts along one axis: as few windows as keep `overlap`, spread evenly, the last one at the end."""
+    """Window starts along one axis: as few windows as keep `overlap`, spread evenly, the last one at the end.
+
+    Starts fall on multiples of the network's size multiple, so each tile's pyramid samples the same
+    grid as the whole image's: off that grid, tiled outputs differ several times more (bench/RESULTS.md).
+    """
     if length <= tile:
         return [0]
-    count = math.ceil((length - overlap) / (tile - overlap))
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+    count = math.ceil((length - overlap - SIZE_MULTIPLE) / (tile - overlap - SIZE_MULTIPLE))
+    step = (length - tile) / (count - 1)
+    starts = [round(i * step / SIZE_MULTIPLE) * SIZE_MULTIPLE for i in range(count - 1)]
+    return [*starts, length - tile]
 
 
 def axis_weights(length: int, starts: list[int], size: int, overlap: int) -> list[np.ndarray]:

@@ -96,6 +96,13 @@ def work_pixels(windows: list[Window]) -> int:
 
 
 @dataclass(eq=False)
+class Reservation:
+    """An admitted upload still being decoded: its work counts in the backlog until it is submitted."""
+
+    pixels: int
+
+
+@dataclass(eq=False)
 class Job:
     image: TiledImage
     deadline: float  # time.monotonic() after which nobody waits for the answer
@@ -136,6 +143,7 @@ class Batcher:
         self.seconds_per_pixel: float | None = None  # set from the warm-up, then follows real batches
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relight-inference")
         self._jobs: list[Job] = []  # accepted and not yet answered, in arrival order
+        self._reserved: set[Reservation] = set()
         self._running_until: float | None = None  # when the batch on the device is expected to end
         self._arrived = asyncio.Event()
         self._closing = False
@@ -157,29 +165,41 @@ class Batcher:
     def estimate_s(self, pixels: int) -> float:
         return pixels * (self.seconds_per_pixel or 0.0)
 
+    def _waiting_work(self) -> list[int]:
+        """Pixels still to run per accepted upload, decoded or not."""
+        queued = [job.waiting_pixels for job in self._jobs if not job.abandoned]
+        return queued + [reservation.pixels for reservation in self._reserved]
+
+    def _running_s(self) -> float:
+        return max(0.0, self._running_until - time.monotonic()) if self._running_until else 0.0
+
     def backlog_seconds(self) -> float:
         """Estimated compute time of every window accepted and not yet run."""
-        running = max(0.0, self._running_until - time.monotonic()) if self._running_until else 0.0
-        return running + self.estimate_s(sum(job.waiting_pixels for job in self._jobs if not job.abandoned))
+        return self._running_s() + self.estimate_s(sum(self._waiting_work()))
 
-    def admit(self, height: int, width: int, time_left_s: float) -> None:
-        """Refuse at once what cannot finish in time: TooBig alone, Backlogged behind the work ahead of it."""
-        if self.seconds_per_pixel is None:
-            return
-        own = self.estimate_s(work_pixels(self.tiling.windows(height, width)))
-        if own > time_left_s:
-            raise TooBig(own)
-        running = max(0.0, self._running_until - time.monotonic()) if self._running_until else 0.0
-        # Smallest job first: only jobs with no more work left than this one run before it.
-        ahead = running + sum(
-            self.estimate_s(job.waiting_pixels)
-            for job in self._jobs
-            if not job.abandoned and self.estimate_s(job.waiting_pixels) <= own
-        )
-        if ahead + own > time_left_s:
-            raise Backlogged(max(1, math.ceil(ahead + own - time_left_s)), ahead)
+    def admit(self, height: int, width: int, time_left_s: float) -> Reservation:
+        """Refuse at once what cannot finish in time: TooBig alone, Backlogged behind the work ahead of it.
 
-    def submit(self, pixels: np.ndarray, deadline: float) -> Job:
+        Call on the event loop; the reservation counts as work until submit() or release() takes it back.
+        """
+        pixels = work_pixels(self.tiling.windows(height, width))
+        if self.seconds_per_pixel is not None:
+            own = self.estimate_s(pixels)
+            if own > time_left_s:
+                raise TooBig(own)
+            # Smallest job first: only uploads with no more work left than this one run before it.
+            ahead = self._running_s() + self.estimate_s(sum(p for p in self._waiting_work() if p <= pixels))
+            if ahead + own > time_left_s:
+                raise Backlogged(max(1, math.ceil(ahead + own - time_left_s)), ahead)
+        reservation = Reservation(pixels)
+        self._reserved.add(reservation)
+        return reservation
+
+    def release(self, reservation: Reservation | None) -> None:
+        self._reserved.discard(reservation)
+
+    def submit(self, pixels: np.ndarray, deadline: float, reservation: Reservation | None = None) -> Job:
+        self.release(reservation)
         if self._closing:
             raise NotAccepting
         if len(self._jobs) >= self.max_queue:

@@ -13,7 +13,6 @@ the answer's format can hold them (JPEG and WebP have no text chunks; WebP no DP
 import io
 import struct
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -101,8 +100,12 @@ def open_image(data: bytes) -> Image.Image:
         raise ImageError(400, f"the image header or a checksum is broken: {error}") from None
 
 
-def decode(data: bytes, max_pixels: int, admit: Callable[[int, int], None] | None = None) -> DecodedImage:
-    """`admit(height, width)` runs once the header is read and before the pixels are; it may raise to refuse."""
+def decode(data: bytes, max_pixels: int) -> DecodedImage:
+    return decode_opened(open_upload(data, max_pixels))
+
+
+def open_upload(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header and check the size, without decoding the pixels (admission looks at `.size` next)."""
     if not data:
         raise ImageError(400, "the uploaded file is empty")
     image = open_image(data)
@@ -113,8 +116,10 @@ def decode(data: bytes, max_pixels: int, admit: Callable[[int, int], None] | Non
         raise ImageError(
             413, f"the image is {width}x{height} = {width * height} pixels; this service takes at most {max_pixels}"
         )
-    if admit is not None:
-        admit(height, width)
+    return image
+
+
+def decode_opened(image: Image.Image) -> DecodedImage:
     source_format = image.format or "unknown"
     try:
         with warnings.catch_warnings():

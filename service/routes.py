@@ -9,8 +9,16 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
 
-from service.batcher import Backlogged, DeadlinePassed, InferenceFailed, NotAccepting, QueueFull, TooBig
-from service.imaging import FORMATS, ImageError, OutputFormat, choose_format, decode, encode
+from service.batcher import (
+    Backlogged,
+    DeadlinePassed,
+    InferenceFailed,
+    NotAccepting,
+    QueueFull,
+    Reservation,
+    TooBig,
+)
+from service.imaging import FORMATS, ImageError, OutputFormat, choose_format, decode_opened, encode, open_upload
 from service.middleware import BodyTooLarge, UploadTooSlow
 from service.page import page, wants_page
 from service.state import ServiceState, State
@@ -130,17 +138,10 @@ async def relight_endpoint(request: Request, state: State, format: OutputFormat 
         state.in_flight -= 1
 
 
-async def relight_one(request: Request, state: ServiceState, format: str | None, deadline: float) -> Response:
-    data = await read_upload(request)
-    started = time.perf_counter()
-
-    def admit(height: int, width: int) -> None:
-        state.batcher.admit(height, width, deadline - time.monotonic())
-
+def admit(state: ServiceState, height: int, width: int, deadline: float) -> Reservation:
+    """On the event loop, between two awaits: uploads decoded at the same time see each other's reservations."""
     try:
-        decoded = await run_in_threadpool(decode, data, state.settings.max_pixels, admit)
-    except ImageError as error:
-        raise HTTPException(error.status, error.detail) from None
+        return state.batcher.admit(height, width, deadline - time.monotonic())
     except TooBig as refusal:
         state.metrics.refused.labels(reason="too_big").inc()
         raise HTTPException(
@@ -155,11 +156,28 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
             f"retry after {refusal.retry_after_s} s",
             retry_after=refusal.retry_after_s,
         ) from None
+
+
+async def relight_one(request: Request, state: ServiceState, format: str | None, deadline: float) -> Response:
+    data = await read_upload(request)
+    started = time.perf_counter()
+    try:
+        opened = await run_in_threadpool(open_upload, data, state.settings.max_pixels)
+    except ImageError as error:
+        raise HTTPException(error.status, error.detail) from None
+    reservation = admit(state, opened.height, opened.width, deadline)
+    try:
+        decoded = await run_in_threadpool(decode_opened, opened)
+    except BaseException as error:  # a bad image, or the request cancelled while decoding
+        state.batcher.release(reservation)
+        if isinstance(error, ImageError):
+            raise HTTPException(error.status, error.detail) from None
+        raise
     decode_s = time.perf_counter() - started
     image_format = choose_format(format, request.headers.get("accept"), decoded.source_format)
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
-        job = state.batcher.submit(decoded.rgb, deadline)
+        job = state.batcher.submit(decoded.rgb, deadline, reservation)
     except QueueFull:
         state.metrics.refused.labels(reason="queue_full").inc()
         raise unavailable(f"the queue is full ({state.settings.max_queue} images waiting); retry shortly") from None
