@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from starlette.formparsers import MultiPartParser
 
 from model.tiling import Window
 from model.weights import WeightsError
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None, engine_factory: Callable[[Setti
         engine = engine_factory(settings)
     except (WeightsError, RuntimeError) as error:
         raise StartupError(str(error)) from None
+    # Starlette spools uploads over 1 MB to a temporary file; bodies are capped at max_upload_bytes
+    # already (BodyLimits), so keep them in memory and save the disk round trip on every photo.
+    MultiPartParser.spool_max_size = settings.max_upload_bytes
     metrics = Metrics(settings.max_batch_size)
     metrics.model_info.labels(
         device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from service.colour import AnswerColour, from_srgb, to_srgb
+from service.fastpng import encode_png
 
 # Our own pixel limit (checked from the header) comes first; Pillow's bomb check stays as a backstop.
 Image.MAX_IMAGE_PIXELS = None
@@ -126,11 +127,8 @@ def decode_opened(image: Image.Image) -> DecodedImage:
             warnings.simplefilter("ignore")
             image.seek(0)
             image.load()
-            icc = image.info.get("icc_profile")
-            text = dict(getattr(image, "text", None) or {})  # PNG chunks; the upright copy below loses them
-            image = ImageOps.exif_transpose(image)
-            if icc:
-                image.info["icc_profile"] = icc
+            text = dict(getattr(image, "text", None) or {})  # PNG chunks
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when already upright
             metadata = carried_metadata(image, text)
             if image.mode not in WIDE_MODES:
                 image, metadata.colour = to_srgb(image)
@@ -168,7 +166,7 @@ def split_channels(image: Image.Image, source_format: str) -> DecodedImage:
         image = image.convert("RGBA")
         rgba = np.asarray(image)
         return DecodedImage(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]), source_format)
-    return DecodedImage(np.asarray(image.convert("RGB")), alpha, source_format)
+    return DecodedImage(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), alpha, source_format)
 
 
 def encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, metadata: Metadata | None = None) -> bytes:
@@ -176,6 +174,10 @@ def encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, metadat
     metadata = metadata or Metadata()
     rgb = from_srgb(rgb, metadata.colour)
     options = save_options(image_format, metadata)
+    if image_format == "png" and not options:
+        fast = encode_png(rgb if alpha is None else np.dstack([rgb, alpha]))
+        if fast is not None:
+            return fast
     if alpha is not None and image_format != "jpeg":
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:

@@ -9,6 +9,9 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from model.weights import SHIPPED_WEIGHTS
+from service.colour import SRGB_ICC, AnswerColour
+from service.fastpng import encode_png
+from service.imaging import Metadata, encode
 from tests.images import scene
 from tests.server import running_server
 
@@ -91,3 +94,17 @@ def test_a_profile_that_cannot_be_read_is_ignored_with_a_log_line(server):
     response = relight(server, save(Image.fromarray(scene(20, 20)), "PNG", icc_profile=broken))
     assert Image.open(io.BytesIO(response.content)).size == (20, 20)
     assert "cannot be read" in server.log()
+
+
+def test_png_answers_are_lossless_through_fpng_and_through_pillow_when_it_cannot():
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    alpha = np.random.default_rng(1).integers(0, 256, (64, 48), dtype=np.uint8)
+    fast = encode_png(pixels)
+    assert fast is not None and np.array_equal(np.asarray(Image.open(io.BytesIO(fast))), pixels)
+    for rgb, a in ((pixels, None), (pixels, alpha)):
+        decoded = np.asarray(Image.open(io.BytesIO(encode(rgb, a, "png"))))
+        assert np.array_equal(decoded, rgb if a is None else np.dstack([rgb, a]))
+    assert encode_png(np.zeros((4, 4, 2), np.uint8)) is None  # grey + alpha: fpng cannot, Pillow does
+    with_profile = encode(pixels, None, "png", Metadata(colour=AnswerColour(SRGB_ICC)))
+    assert Image.open(io.BytesIO(with_profile)).info["icc_profile"] == SRGB_ICC
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(with_profile))), pixels)

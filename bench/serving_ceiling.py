@@ -1,0 +1,197 @@
+"""The service's own CPU work per image, with a zero-cost model: what would bind at GPU speed.
+
+    python bench/serving_ceiling.py                                  # PNG, JPEG, WebP at 256/1024/2048, 1 and 2 cores
+    python bench/serving_ceiling.py --formats png --sizes 1024 --cores 2 --litserve
+
+The real service (`service.cli.main`) runs with an engine whose forward pass returns its
+input, pinned with taskset to 1 or 2 cores; clients upload a photographic picture (a
+synthetic scene with sensor noise) and ask for the same format back. For each row: requests
+per second and the server's CPU milliseconds per request (user + system time of the
+server's process tree, from /proc). --litserve adds LitServe doing the same job (Pillow
+decode, identity, PNG at level 1; bench/litserve_identity.py) on the same cores, in the
+same run.
+"""
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.server import Server, free_port, wait_until  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def zero_cost_engine(settings):
+    """The real Engine (weights loaded, settings honoured) whose forward pass costs nothing."""
+    from service.engine import BatchResult, Engine
+
+    class ZeroCostEngine(Engine):
+        def run(self, pixels: np.ndarray) -> BatchResult:
+            return BatchResult(pixels, 0.0)
+
+    return ZeroCostEngine(settings)
+
+
+def picture(size: int) -> np.ndarray:
+    from training.synth import LIGHTS, render_pair, scene_rng
+
+    source, _ = render_pair(scene_rng(1, "validation", 0), 512, LIGHTS["2"], supersample=1, version="2")
+    pixels = np.asarray(Image.fromarray(source).resize((size, size), Image.Resampling.BICUBIC)).astype(np.int16)
+    noise = np.random.default_rng(0).normal(0, 3, pixels.shape)
+    return np.clip(pixels + noise, 0, 255).astype(np.uint8)
+
+
+def upload(pixels: np.ndarray, image_format: str) -> bytes:
+    buffer = io.BytesIO()
+    options = {"png": {"compress_level": 6}, "jpeg": {"quality": 90}, "webp": {"quality": 90}}[image_format]
+    Image.fromarray(pixels).save(buffer, image_format.upper(), **options)
+    return buffer.getvalue()
+
+
+def codec_table(pictures: dict[int, np.ndarray], repeats: int = 5) -> None:
+    """Each candidate codec on the same pictures, side by side: median milliseconds and bytes."""
+    import statistics
+
+    import fpng
+
+    def pillow(image_format: str, **options):
+        def encode(pixels: np.ndarray) -> bytes:
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, image_format, **options)
+            return buffer.getvalue()
+
+        return encode
+
+    def pillow_decode(data: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(data)))
+
+    encoders = {"PNG Pillow level 1": pillow("PNG", compress_level=1), "PNG fpng": fpng.from_ndarray,
+                "JPEG Pillow q90": pillow("JPEG", quality=90), "WebP Pillow q90 method 0": pillow("WEBP", quality=90,
+                                                                                                method=0)}  # fmt: skip
+    print("| codec | size | encode ms | decode ms (Pillow) | bytes | lossless |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for size, pixels in pictures.items():
+        for name, encode in encoders.items():
+            timings = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                data = encode(pixels)
+                timings.append(time.perf_counter() - started)
+            decode_timings = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                decoded = pillow_decode(data)
+                decode_timings.append(time.perf_counter() - started)
+            lossless = "yes" if np.array_equal(decoded, pixels) else "no"
+            print(f"| {name} | {size} | {statistics.median(timings) * 1000:.1f} | "
+                  f"{statistics.median(decode_timings) * 1000:.1f} | {len(data):,} | {lossless} |")  # fmt: skip
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system seconds of `root` and every process below it (threads included)."""
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def drive(url: str, data: bytes, clients: int, duration: float) -> tuple[int, int, float]:
+    """(answers 200, other answers, seconds) for `clients` loops uploading `data`."""
+    counts, lock = [0, 0], threading.Lock()
+    stop_at = time.monotonic() + duration
+
+    def client() -> None:
+        with httpx.Client(timeout=120) as session:
+            while time.monotonic() < stop_at:
+                status = session.post(url + "/relight", files={"image": ("picture", data)}).status_code
+                with lock:
+                    counts[status != 200] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return counts[0], counts[1], time.monotonic() - started
+
+
+def start(kind: str, cores: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "", "RELIGHT_WARMUP_TILE": "false",
+           "RELIGHT_MAX_QUEUE": "256", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    cpus = ",".join(str(c) for c in range(cores))
+    script = [__file__, "--serve-zero"] if kind == "zero" else [str(ROOT / "bench" / "litserve_identity.py")]
+    command = ["taskset", "-c", cpus, sys.executable, *script, str(port)]
+    server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(Server(url, server, Path(os.devnull)), "/health" if kind == "litserve" else "/readyz", timeout=300)
+    return server, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--formats", default="png,jpeg,webp")
+    parser.add_argument("--sizes", default="256,1024,2048")
+    parser.add_argument("--cores", default="1,2")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per row")
+    parser.add_argument("--litserve", action="store_true", help="add LitServe rows (PNG in, PNG level 1 out)")
+    parser.add_argument("--codecs", action="store_true", help="first, each candidate codec alone on one core")
+    parser.add_argument("--serve-zero", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_zero:
+        from service.cli import main as serve
+
+        return serve(["--port", str(args.serve_zero)], engine_factory=zero_cost_engine)
+    pictures = {size: picture(size) for size in (int(s) for s in args.sizes.split(","))}
+    if args.codecs:
+        codec_table(pictures)
+    kinds = ["zero"] + (["litserve"] if args.litserve else [])
+    print(f"# {os.cpu_count()}-core machine, {args.clients} clients, {args.duration:g} s per row, zero-cost model")
+    print("| server | cores | format | size | requests/s | server CPU ms/request | non-200 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for kind in kinds:
+        for cores in (int(c) for c in args.cores.split(",")):
+            server, url = start(kind, cores)
+            try:
+                for image_format in ["png"] if kind == "litserve" else args.formats.split(","):
+                    for size, pixels in pictures.items():
+                        data = upload(pixels, image_format)
+                        drive(url, data, args.clients, 1.0)
+                        cpu_before = tree_cpu_seconds(server.pid)
+                        ok, failed, seconds = drive(url, data, args.clients, args.duration)
+                        cpu_ms = (tree_cpu_seconds(server.pid) - cpu_before) * 1000 / max(ok + failed, 1)
+                        name = "relight" if kind == "zero" else "LitServe"
+                        print(f"| {name} | {cores} | {image_format} | {size} | {ok / seconds:.1f} | {cpu_ms:.1f} | "
+                              f"{failed} |", flush=True)  # fmt: skip
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
