@@ -1,9 +1,10 @@
 """Picture grids for the docs: a few pairs of a split, optionally beside the baseline and a model.
 
-    python -m training.preview data/synth docs/synthetic_pairs.png --count 4
+    python -m training.preview data/synth docs/generators_v1_v2.png --beside data/synth2 --count 4
     python -m training.preview data/synth weights/validation_examples.png --weights weights/stacked_dmshn.safetensors
 
-Each row is one scene: input | target, or input | colour transfer | model | target.
+Each row is one scene: input | target (then another set's input | target with --beside),
+or input | colour transfer | model | target.
 """
 
 import argparse
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--tile", type=int, default=192)
+    parser.add_argument("--beside", type=Path, help="a second data root whose pairs go in columns beside the first's")
     args = parser.parse_args(argv)
     split = args.split or ("validation" if args.weights else "train")
     dataset = RelightPairs(args.data / split)
@@ -48,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.weights is None:
         rows = [[t.numpy() for t in dataset[i]] for i in indices]
         titles = ["input: North, 6500 K", "target: East, 4500 K"]
+        if args.beside is not None:
+            other = RelightPairs(args.beside / split)
+            for row, i in zip(rows, np.linspace(0, len(other) - 1, args.count).round().astype(int), strict=True):
+                row.extend(t.numpy() for t in other[i])
+            titles = [f"{args.data.name}: {titles[0]}", "target", f"{args.beside.name}: {titles[0]}", "target"]
     else:
         model, metadata = load_weights(args.weights)
         colour = ColourTransfer.fit(RelightPairs(args.data / "train"))

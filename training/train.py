@@ -97,7 +97,7 @@ PRESETS = {
     # throughout. SSIM weighs 10x the paper's 5e-3: the v1 weights blurred textures (SSIM below the identity's).
     "v2": TrainConfig(
         data="data/synth2,data/synth", out="runs/v2", init_weights="weights/stacked_dmshn.safetensors", crop=None,
-        max_steps=1600, stage2_step=0, lr=1e-4, warmup_steps=20, grad_clip=1.0, ssim_weight=-0.05,
+        max_steps=900, stage2_step=0, lr=1e-4, warmup_steps=20, grad_clip=1.0, ssim_weight=-0.05,
         perceptual_weight=0.0, eval_every=200, eval_images=10, checkpoint_every=100,
     ),
 }  # fmt: skip
