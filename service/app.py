@@ -19,7 +19,7 @@ from starlette.formparsers import MultiPartParser
 from model.tiling import Window
 from model.weights import WeightsError
 from service.batcher import Batcher, Tiling
-from service.engine import Engine
+from service.engine import Engine, compiled_graphs
 from service.metrics import Metrics
 from service.middleware import BodyLimits, RequestContext
 from service.routes import router
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, engine_factory: Callable[[Setti
     # already (BodyLimits), so keep them in memory and save the disk round trip on every photo.
     MultiPartParser.spool_max_size = settings.max_upload_bytes
     metrics = Metrics(settings.max_batch_size)
+    metrics.compiled_graphs.set_function(compiled_graphs)
     metrics.model_info.labels(
         device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]
     ).set(1)

@@ -83,6 +83,11 @@ class Metrics:
             "The compute-time estimate admission uses, measured in warm-up and followed as batches run.",
             registry=self.registry,
         )
+        self.compiled_graphs = Gauge(
+            "relight_compiled_graphs",
+            "Graphs torch.compile has built in this process: one per warmed shape, constant while serving.",
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "relight_model_info",
             "The model being served (value 1).",

@@ -265,6 +265,7 @@ async def info(state: State) -> dict:
         "api_key_required": bool(settings.api_key),
         "device": str(engine.device),
         "dtype": engine.dtype_name,
+        "compiled_shapes": [list(shape) for shape in sorted(engine.compiled_shapes)],
         "ready": state.ready,
         "settings": {
             "max_batch_size": settings.max_batch_size,
@@ -277,5 +278,6 @@ async def info(state: State) -> dict:
             "max_upload_bytes": settings.max_upload_bytes,
             "max_pixels": settings.max_pixels,
             "warmup": settings.warmup,
+            "compile": settings.compile,
         },
     }

@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 where the device runs it fast (CUDA, AVX512-BF16/AMX CPUs), else float32"
     )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="torch.compile the warmed shapes in warm-up; auto: on for CPUs with fast bf16 and a C++ compiler",
+    )
     max_batch_size: int = Field(8, ge=1, le=256)
     max_batch_pixels: int = Field(
         4 * 1024 * 1024, ge=1, description="pixels per forward pass (images or tiles of one shape); bounds its memory"

@@ -43,7 +43,7 @@ def running_server(weights: Path, log_dir: Path, command: list[str] | None = Non
     """Start `relight-serve` (or `command`) with RELIGHT_* settings; stop it with SIGTERM afterwards."""
     port = free_port()
     env = {**os.environ, "RELIGHT_WEIGHTS": str(weights), "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "32x32",
-           "RELIGHT_WARMUP_TILE": "false"}  # fmt: skip
+           "RELIGHT_WARMUP_TILE": "false", "RELIGHT_COMPILE": "off"}  # fmt: skip
     env.update({f"RELIGHT_{key.upper()}": str(value) for key, value in settings.items()})
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("w") as log:
