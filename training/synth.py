@@ -240,40 +240,13 @@ class Shape:
         return (b * b - c > 0) & ((b < 0) | (c < 0))
 
 
-def random_scene(rng: np.random.Generator) -> list[Shape]:
-    """The ground first, then 4-9 objects and up to two walls, all resting on the ground."""
-    shapes = [Shape(intersect_ground, random_material(rng))]
-    for _ in range(rng.integers(4, 10)):
-        x, z = rng.uniform(-3.5, 3.5, 2)
-        kind = rng.choice(["sphere", "box", "cylinder"])
-        if kind == "sphere":
-            r = rng.uniform(0.3, 1.1)
-            center = torch.tensor([x, r, z], dtype=torch.float32)
-            shape = partial(intersect_sphere, center=center, radius=r)
-            bound = center, r
-        elif kind == "box":
-            half = torch.tensor(rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0]), dtype=torch.float32)
-            center = torch.tensor([x, float(half[1]), z], dtype=torch.float32)
-            shape = partial(intersect_box, center=center, half=half, yaw=float(rng.uniform(0, math.pi)))
-            bound = center, float(half.norm())
-        else:
-            r, height = rng.uniform(0.2, 0.8), rng.uniform(0.4, 2.5)
-            center = torch.tensor([x, 0.0, z], dtype=torch.float32)
-            shape = partial(intersect_cylinder, center=center, radius=r, height=height)
-            bound = center + torch.tensor([0.0, height / 2, 0.0]), math.hypot(r, height / 2)
-        shapes.append(Shape(shape, random_material(rng), *bound))
-    for wall in rng.choice(["north", "west", "east"], size=rng.integers(0, 3), replace=False):
-        height = rng.uniform(0.8, 3.0)
-        if wall == "north":
-            center, half = [0.0, height / 2, -rng.uniform(4, 6)], [7.0, height / 2, 0.15]
-        else:
-            side = -1 if wall == "west" else 1
-            center, half = [side * rng.uniform(4, 6), height / 2, 0.0], [0.15, height / 2, 7.0]
-        c, h = torch.tensor(center, dtype=torch.float32), torch.tensor(half, dtype=torch.float32)
-        shapes.append(
-            Shape(partial(intersect_box, center=c, half=h, yaw=0.0), random_material(rng), c, float(h.norm()))
-        )
-    return shapes
+# One builder per kind of shape for both generators. Each draws its material after its geometry:
+# the seeded scenes of both versions depend on that order.
+
+
+def sphere_shape(rng, x: float, z: float, radius: float, version: str) -> Shape:
+    center = torch.tensor([x, radius, z], dtype=torch.float32)
+    return Shape(partial(intersect_sphere, center=center, radius=radius), random_material(rng, version), center, radius)
 
 
 def box_shape(rng, center: list[float], half: list[float], yaw: float, version: str) -> Shape:
@@ -286,6 +259,30 @@ def cylinder_shape(rng, x: float, z: float, radius: float, height: float, versio
     shape = partial(intersect_cylinder, center=center, radius=radius, height=height)
     bound = center + torch.tensor([0.0, height / 2, 0.0]), math.hypot(radius, height / 2)
     return Shape(shape, random_material(rng, version), *bound)
+
+
+def random_scene(rng: np.random.Generator) -> list[Shape]:
+    """The ground first, then 4-9 objects and up to two walls, all resting on the ground."""
+    shapes = [Shape(intersect_ground, random_material(rng))]
+    for _ in range(rng.integers(4, 10)):
+        x, z = rng.uniform(-3.5, 3.5, 2)
+        kind = rng.choice(["sphere", "box", "cylinder"])
+        if kind == "sphere":
+            shapes.append(sphere_shape(rng, x, z, rng.uniform(0.3, 1.1), "1"))
+        elif kind == "box":
+            half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
+            shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "1"))
+        else:
+            shapes.append(cylinder_shape(rng, x, z, rng.uniform(0.2, 0.8), rng.uniform(0.4, 2.5), "1"))
+    for wall in rng.choice(["north", "west", "east"], size=rng.integers(0, 3), replace=False):
+        height = rng.uniform(0.8, 3.0)
+        if wall == "north":
+            center, half = [0.0, height / 2, -rng.uniform(4, 6)], [7.0, height / 2, 0.15]
+        else:
+            side = -1 if wall == "west" else 1
+            center, half = [side * rng.uniform(4, 6), height / 2, 0.0], [0.15, height / 2, 7.0]
+        shapes.append(box_shape(rng, center, half, 0.0, "1"))
+    return shapes
 
 
 def random_scene_v2(rng: np.random.Generator) -> list[Shape]:
@@ -307,10 +304,7 @@ def random_scene_v2(rng: np.random.Generator) -> list[Shape]:
         x, z = rng.uniform(-3.5, 3.5, 2)
         kind = rng.choice(["sphere", "box", "cylinder"])
         if kind == "sphere":
-            r = rng.uniform(0.3, 1.0)
-            center = torch.tensor([x, r, z], dtype=torch.float32)
-            shapes.append(Shape(partial(intersect_sphere, center=center, radius=r), random_material(rng, "2"),
-                                center, r))  # fmt: skip
+            shapes.append(sphere_shape(rng, x, z, rng.uniform(0.3, 1.0), "2"))
         elif kind == "box":
             half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
             shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "2"))
