@@ -13,7 +13,6 @@ whole | tiled | 8x difference.
 """
 
 import argparse
-import math
 import platform
 import sys
 import time
@@ -30,12 +29,8 @@ from model.inference import relight  # noqa: E402
 from model.precision import fast_autocast_dtype  # noqa: E402
 from model.tiling import relight_tiled, tile_windows  # noqa: E402
 from model.weights import SHIPPED_WEIGHTS, load_weights  # noqa: E402
+from training.metrics import psnr  # noqa: E402
 from training.synth import LIGHTS, render_pair, scene_rng  # noqa: E402
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
 def seam_mask(height: int, width: int, tile: int, overlap: int) -> np.ndarray:
@@ -86,10 +81,12 @@ def main() -> None:
                 start = time.perf_counter()
                 tiled = relight_tiled(run, pixels, tile, overlap, args.max_batch)
                 tiled_s = time.perf_counter() - start
-                seams = seam_mask(size, size, tile, overlap)
+                seams = torch.from_numpy(seam_mask(size, size, tile, overlap))
+                tiled_t, whole_t = torch.from_numpy(tiled), torch.from_numpy(whole)
+                whole_db, seams_db = psnr(tiled_t, whole_t), psnr(tiled_t[seams], whole_t[seams])
                 diff = np.abs(tiled.astype(int) - whole.astype(int)).max()
-                print(f"| {size} | {tile} | {overlap} | {len(windows)} | {extra:+.0%} | {psnr(tiled, whole):.1f} dB | "
-                      f"{psnr(tiled[seams], whole[seams]):.1f} dB | {diff} | {tiled_s:.1f} | {whole_s:.1f} |",
+                print(f"| {size} | {tile} | {overlap} | {len(windows)} | {extra:+.0%} | {whole_db:.1f} dB | "
+                      f"{seams_db:.1f} dB | {diff} | {tiled_s:.1f} | {whole_s:.1f} |",
                       flush=True)  # fmt: skip
                 if args.seams is not None:
                     corner = windows[1].left

@@ -1,6 +1,5 @@
 """Big images on the real service, scaled down: tiles, the pixel budget, scheduling, cancellation, admission."""
 
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ from model.tiling import relight_tiled, tile_windows
 from model.weights import SHIPPED_WEIGHTS, load_weights
 from tests.images import decode, encode, scene
 from tests.server import running_server
+from training.metrics import psnr
 
 TILE, OVERLAP = 256, 32
 TILED = {"tile_size": TILE, "tile_overlap": OVERLAP, "max_batch_pixels": 2 * TILE * TILE, "max_wait_ms": 0}
@@ -21,11 +21,6 @@ TILED = {"tile_size": TILE, "tile_overlap": OVERLAP, "max_batch_pixels": 2 * TIL
 
 def post(url, data: bytes, timeout=60.0):
     return httpx.post(url + "/relight", files={"image": ("big.png", data)}, timeout=timeout)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,7 @@ def test_tiles_just_above_the_tile_size_match_the_whole_image_pass():
     whole = run(pixels[None])[0]
     tiled = relight_tiled(run, pixels, TILE, OVERLAP, max_batch=4)
     assert tiled.shape == whole.shape
-    assert psnr(tiled, whole) > 35  # bench/tiling_quality.py: the measured gap at full scale
+    assert psnr(torch.from_numpy(tiled), torch.from_numpy(whole)) > 35  # bench/tiling_quality.py measures it at scale
     assert np.array_equal(
         relight_tiled(run, pixels[:TILE, :TILE], TILE, OVERLAP, 4), run(pixels[None, :TILE, :TILE])[0]
     )

@@ -1,7 +1,5 @@
 """The compiled forward: warmed shapes compiled in warm-up, as accurate as eager, every other shape eager."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -11,11 +9,7 @@ from model.weights import SHIPPED_WEIGHTS, load_weights
 from service.engine import Engine, compiled_graphs
 from service.settings import Settings
 from tests.images import scene
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * math.log10(255**2 / mse) if mse else math.inf
+from training.metrics import psnr
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,8 @@ def test_warmed_shapes_are_compiled_and_within_40_db_of_fp32(engine):
     pixels = np.stack([scene(64, 96, seed) for seed in range(2)])
     reference = relight(model, torch.from_numpy(pixels), metadata["value_range"]).numpy()
     compiled = engine.run(pixels).images
-    assert psnr(compiled, reference) >= 40, psnr(compiled, reference)
+    quality = psnr(torch.from_numpy(compiled), torch.from_numpy(reference))
+    assert quality >= 40, quality
 
 
 def test_an_unwarmed_size_runs_eagerly_and_compiles_nothing(engine):

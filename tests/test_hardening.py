@@ -33,11 +33,6 @@ def post(url, data, filename="upload.png", **kwargs):
     return httpx.post(url + "/relight", files={"image": (filename, data)}, timeout=60, **kwargs)
 
 
-def metric(server, prefix: str) -> float:
-    lines = httpx.get(server.url + "/metrics").text.splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
-
-
 @pytest.fixture(scope="module")
 def server(weights_file, tmp_path_factory):
     with running_server(
@@ -120,7 +115,7 @@ def test_wrong_field_two_fields_wrong_content_type_and_empty_body(server):
 
 
 def test_100_mb_bodies_are_refused_while_streaming_with_flat_memory(server):
-    before = metric(server, "process_resident_memory_bytes")
+    before = server.metric("process_resident_memory_bytes")
     declared = httpx.post(server.url + "/relight", content=b"\0" * (100 << 20),
                           headers={"content-type": "multipart/form-data; boundary=b"}, timeout=60)  # fmt: skip
     assert declared.status_code == 413
@@ -137,7 +132,7 @@ def test_100_mb_bodies_are_refused_while_streaming_with_flat_memory(server):
         assert streamed.status_code == 413
     except httpx.TransportError:
         pass  # the server answered 413 and closed while the client was still sending: refused all the same
-    after = metric(server, "process_resident_memory_bytes")
+    after = server.metric("process_resident_memory_bytes")
     assert after - before < 50 << 20
     assert post(server.url, encode(PICTURE)).status_code == 200
 
@@ -178,7 +173,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(server, tmp_p
 
 
 def test_overload_gets_200_or_503_and_the_queue_empties(server):
-    idle = metric(server, "process_resident_memory_bytes")
+    idle = server.metric("process_resident_memory_bytes")
     clients = 40
     barrier = threading.Barrier(clients)
 
@@ -192,12 +187,12 @@ def test_overload_gets_200_or_503_and_the_queue_empties(server):
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(200) >= 4 and statuses.count(503) >= 1
     assert all(int(r.headers["retry-after"]) >= 1 for r in responses if r.status_code == 503)
-    assert metric(server, "relight_queue_depth") == 0
-    assert metric(server, "process_resident_memory_bytes") - idle < 300 << 20
+    assert server.metric("relight_queue_depth") == 0
+    assert server.metric("process_resident_memory_bytes") - idle < 300 << 20
 
 
 def test_a_client_that_leaves_while_queued_is_not_computed(server):
-    dropped = metric(server, 'relight_dropped_total{reason="client_gone"}')
+    dropped = server.metric('relight_dropped_total{reason="client_gone"}')
     with ThreadPoolExecutor(2) as pool:
         blocker = pool.submit(post, server.url, encode(scene(1024, 1024)))
         time.sleep(0.5)
@@ -205,9 +200,9 @@ def test_a_client_that_leaves_while_queued_is_not_computed(server):
             httpx.post(server.url + "/relight", files={"image": ("a.png", encode(PICTURE))}, timeout=1.0)
         assert blocker.result().status_code == 200
     deadline = time.monotonic() + 10
-    while metric(server, 'relight_dropped_total{reason="client_gone"}') == dropped and time.monotonic() < deadline:
+    while server.metric('relight_dropped_total{reason="client_gone"}') == dropped and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert metric(server, 'relight_dropped_total{reason="client_gone"}') == dropped + 1
+    assert server.metric('relight_dropped_total{reason="client_gone"}') == dropped + 1
     assert "windows of an image (client_gone)" in server.log()
 
 

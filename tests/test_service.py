@@ -21,12 +21,6 @@ def post(url, data: bytes, filename="scene.png", params=None, headers=None, time
                       timeout=timeout)  # fmt: skip
 
 
-def metric_value(server, line_prefix: str) -> float:
-    text = httpx.get(server.url + "/metrics").text
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix)]
-    return sum(values)
-
-
 @pytest.fixture(scope="module")
 def server(weights_file, tmp_path_factory):
     """float32 so that a batched image can be compared with the same image alone."""
@@ -71,8 +65,8 @@ def test_alpha_is_carried_over(server):
 def test_concurrent_uploads_are_batched_and_each_gets_its_own_image(server):
     images = [scene(48, 64, seed) for seed in range(6)]
     alone = [decode(post(server.url, encode(image)).content) for image in images[:2]]
-    batches_before = metric_value(server, "relight_batch_size_count")
-    images_before = metric_value(server, "relight_batch_size_sum")
+    batches_before = server.metric("relight_batch_size_count")
+    images_before = server.metric("relight_batch_size_sum")
     barrier = threading.Barrier(len(images))
 
     def upload(image):
@@ -82,8 +76,8 @@ def test_concurrent_uploads_are_batched_and_each_gets_its_own_image(server):
     with ThreadPoolExecutor(len(images)) as pool:
         responses = list(pool.map(upload, images))
     assert [r.status_code for r in responses] == [200] * len(images)
-    batches = metric_value(server, "relight_batch_size_count") - batches_before
-    relit = metric_value(server, "relight_batch_size_sum") - images_before
+    batches = server.metric("relight_batch_size_count") - batches_before
+    relit = server.metric("relight_batch_size_sum") - images_before
     assert relit == len(images)
     assert batches < len(images)  # at least one forward pass held several images
     assert any(int(r.headers["x-batch-size"]) > 1 for r in responses)
@@ -176,7 +170,7 @@ def test_full_queue_answers_503_and_a_late_answer_504(faulty_server):
             assert int(response.headers["retry-after"]) >= 1
             assert "queue is full" in response.json()["detail"]
     assert set(statuses) <= {200, 503, 504}
-    assert metric_value(faulty_server, 'relight_dropped_total{reason="deadline"}') >= 1
+    assert faulty_server.metric('relight_dropped_total{reason="deadline"}') >= 1
     # Once the large image's forward pass ends, the service answers normally again.
     deadline = time.monotonic() + 60
     while (status := post(faulty_server.url, encode(scene(32, 32))).status_code) != 200:
@@ -198,7 +192,7 @@ def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path):
             accepted = [pool.submit(post, server.url, encode(scene(512, 512, i))) for i in range(4)]
             deadline = time.monotonic() + 30
             # All four accepted (one in the model, three waiting) before the signal.
-            while metric_value(server, "relight_queue_depth") < 4 and time.monotonic() < deadline:
+            while server.metric("relight_queue_depth") < 4 and time.monotonic() < deadline:
                 time.sleep(0.02)
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.3)

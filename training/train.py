@@ -174,13 +174,18 @@ def build_loss(cfg: TrainConfig, stage: int, value_range, device) -> torch.nn.Mo
     return CombinedLoss(value_range, cfg.l1_weight, cfg.ssim_weight, cfg.perceptual_weight, cfg.tv_weight, vgg)
 
 
+def data_roots(cfg: TrainConfig) -> list[Path]:
+    """The data roots of cfg.data, 'A,B': training reads every root's train split, validation the first's."""
+    return [Path(root) for root in cfg.data.split(",")]
+
+
 def data_description(root: Path) -> dict:
     meta = root / "meta.json"
     return json.loads(meta.read_text()) if meta.is_file() else {"path": str(root)}
 
 
 def training_summary(cfg: TrainConfig, step: int, elapsed: float, metrics: dict, device: torch.device) -> dict:
-    roots = [Path(root) for root in cfg.data.split(",")]
+    roots = data_roots(cfg)
     if cfg.loss == "two-stage":
         weights = {
             "l1": cfg.l1_weight, "ssim": cfg.ssim_weight, "perceptual": cfg.perceptual_weight, "tv": cfg.tv_weight
@@ -218,7 +223,7 @@ def train(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     if cfg.loss == "two-stage" and cfg.perceptual_weight:
         find_vgg16_weights(cfg.vgg_weights)  # fail before any work, not at the stage switch
-    roots = [Path(root) for root in cfg.data.split(",")]
+    roots = data_roots(cfg)
     train_set = RelightPairs([root / "train" for root in roots], resize=cfg.resize, crop=cfg.crop, seed=cfg.seed)
     val_set = RelightPairs(roots[0] / "validation")
     colour_baseline = ColourTransfer.fit(train_set)
