@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.formparsers import MultiPartParser
 
-from model.tiling import Window
 from model.weights import WeightsError
 from service.batcher import Batcher, Tiling
 from service.engine import Engine, compiled_graphs
@@ -58,9 +57,8 @@ async def lifespan(app: FastAPI):
 async def warm_up(state: ServiceState) -> None:
     """Runs after startup so /healthz answers and /readyz says 503 while the kernels are built."""
     try:
-        batch_limit = state.batcher.tiling.batch_limit
         state.batcher.seconds_per_pixel = await state.batcher.run_in_worker(
-            state.engine.warm_up, state.settings.warmup_shapes(), lambda h, w: batch_limit(Window(0, 0, h, w))
+            state.engine.warm_up, state.settings.warmup_shapes(), state.batcher.tiling.batch_limit
         )
     except Exception as error:
         state.warmup_error = f"warm-up failed: {type(error).__name__}: {error}"

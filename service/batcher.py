@@ -87,8 +87,9 @@ class Tiling:
     def windows(self, height: int, width: int) -> list[Window]:
         return tile_windows(height, width, self.tile, self.overlap)
 
-    def batch_limit(self, window: Window) -> int:
-        return max(1, min(self.max_batch_size, self.max_batch_pixels // (window.height * window.width)))
+    def batch_limit(self, height: int, width: int) -> int:
+        """Images or tiles of height x width per forward pass: the count limit or the pixel budget, whichever binds."""
+        return max(1, min(self.max_batch_size, self.max_batch_pixels // (height * width)))
 
 
 def work_pixels(windows: list[Window]) -> int:
@@ -263,7 +264,7 @@ class Batcher:
                 await self._arrived.wait()
                 continue
             first = waiting[0]
-            limit = self.tiling.batch_limit(first.image.windows[0])
+            limit = self.tiling.batch_limit(*first.shape)
             same_shape = [job for job in waiting if job.shape == first.shape]
             available = sum(len(job.waiting_windows) for job in same_shape)
             remaining = first.enqueued_at + self.max_wait_s - time.monotonic()

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from model.tiling import Window, relight_tiled
+from model.tiling import relight_tiled
 from service.batcher import Tiling
 from service.engine import Engine
 from service.imaging import SAME_FORMAT, DecodedImage, ImageError, decode, encode
@@ -90,7 +90,7 @@ def relight_locally(tasks: list[Task], bar: tqdm, failures: Failures) -> None:
     for group in same_size_groups(tasks, settings.max_pixels, tiling, failures, bar):
         height, width = group[0][1].rgb.shape[:2]
         if max(height, width) > tiling.tile:
-            limit = tiling.batch_limit(tiling.windows(height, width)[0])
+            limit = tiling.batch_limit(min(height, tiling.tile), min(width, tiling.tile))
             outputs = [relight_tiled(run, d.rgb, tiling.tile, tiling.overlap, limit) for _, d in group]
         else:
             outputs = list(run(np.stack([decoded.rgb for _, decoded in group])))
@@ -114,7 +114,7 @@ def same_size_groups(
             bar.update()
     readable = sorted((t for t in tasks if t.source in sizes), key=lambda t: (sizes[t.source], t.source.name))
     for size, same in itertools.groupby(readable, key=lambda t: sizes[t.source]):
-        limit = tiling.batch_limit(Window(0, 0, size[1], size[0]))
+        limit = tiling.batch_limit(size[1], size[0])
         same = list(same)
         for first in range(0, len(same), limit):
             group = []

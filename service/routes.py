@@ -262,7 +262,6 @@ async def info(state: State) -> dict:
             "weights_sha256": engine.weights_sha256,
             "value_range": list(engine.value_range),
         },
-        "api_key_required": bool(settings.api_key),
         "device": str(engine.device),
         "dtype": engine.dtype_name,
         "compiled_shapes": [list(shape) for shape in sorted(engine.compiled_shapes)],
