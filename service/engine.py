@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from model.allocator import reuse_freed_memory
 from model.inference import relight
 from model.precision import cpu_has_fast_bf16, fast_autocast_dtype
 from model.weights import load_weights
@@ -63,6 +64,9 @@ class Engine:
 
     def __init__(self, settings: Settings):
         self.device = pick_device(settings.device)
+        if self.device.type == "cpu":
+            # Before the inference thread exists, so that it allocates from the main heap too.
+            reuse_freed_memory()
         self.model, self.metadata = load_weights(settings.weights, self.device)
         self.value_range = self.metadata["value_range"]
         self.autocast_dtype = fast_autocast_dtype(self.device) if settings.dtype == "auto" else DTYPES[settings.dtype]

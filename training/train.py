@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from model.allocator import reuse_freed_memory
 from model.dmshn import ARCHITECTURES
 from model.pixels import parse_value_range, to_network
 from model.precision import fast_autocast_dtype
@@ -218,6 +219,8 @@ def save_checkpoint(path: Path, **state) -> None:
 
 def train(cfg: TrainConfig) -> Path:
     run = setup_distributed()
+    if run.device.type == "cpu":
+        reuse_freed_memory()  # each step reuses the last step's activation memory instead of faulting it in
     torch.manual_seed(cfg.seed)
     value_range = parse_value_range(cfg.value_range)
     out = Path(cfg.out)
