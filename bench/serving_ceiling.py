@@ -28,6 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from service.imaging import decode  # noqa: E402
 from tests.server import Server, free_port, wait_until  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -77,11 +78,14 @@ def codec_table(pictures: dict[int, np.ndarray], repeats: int = 5) -> None:
     def pillow_decode(data: bytes) -> np.ndarray:
         return np.asarray(Image.open(io.BytesIO(data)))
 
+    def service_decode(data: bytes) -> np.ndarray:
+        return decode(data, 1 << 30).rgb
+
     encoders = {"PNG Pillow level 1": pillow("PNG", compress_level=1), "PNG fpng": fpng.from_ndarray,
                 "JPEG Pillow q90": pillow("JPEG", quality=90), "WebP Pillow q90 method 0": pillow("WEBP", quality=90,
                                                                                                 method=0)}  # fmt: skip
-    print("| codec | size | encode ms | decode ms (Pillow) | bytes | lossless |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| codec | size | encode ms | decode ms (Pillow) | decode ms (service) | bytes | lossless |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for size, pixels in pictures.items():
         for name, encode in encoders.items():
             timings = []
@@ -89,14 +93,17 @@ def codec_table(pictures: dict[int, np.ndarray], repeats: int = 5) -> None:
                 started = time.perf_counter()
                 data = encode(pixels)
                 timings.append(time.perf_counter() - started)
-            decode_timings = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                decoded = pillow_decode(data)
-                decode_timings.append(time.perf_counter() - started)
+            decode_ms = {}
+            for decoder in (pillow_decode, service_decode):
+                decode_timings = []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    decoded = decoder(data)
+                    decode_timings.append(time.perf_counter() - started)
+                decode_ms[decoder] = statistics.median(decode_timings) * 1000
             lossless = "yes" if np.array_equal(decoded, pixels) else "no"
-            print(f"| {name} | {size} | {statistics.median(timings) * 1000:.1f} | "
-                  f"{statistics.median(decode_timings) * 1000:.1f} | {len(data):,} | {lossless} |")  # fmt: skip
+            print(f"| {name} | {size} | {statistics.median(timings) * 1000:.1f} | {decode_ms[pillow_decode]:.1f} | "
+                  f"{decode_ms[service_decode]:.1f} | {len(data):,} | {lossless} |")  # fmt: skip
 
 
 def tree_cpu_seconds(root: int) -> float:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from service.colour import AnswerColour, from_srgb, to_srgb
+from service.fastjpeg import decode_jpeg
 from service.fastpng import encode_png
 
 # Our own pixel limit (checked from the header) comes first; Pillow's bomb check stays as a backstop.
@@ -125,6 +126,9 @@ def decode_opened(image: Image.Image) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            fast = plain_jpeg(image)
+            if fast is not None:
+                return fast
             image.seek(0)
             image.load()
             text = dict(getattr(image, "text", None) or {})  # PNG chunks
@@ -139,6 +143,20 @@ def decode_opened(image: Image.Image) -> DecodedImage:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(400, f"the image data cannot be decoded (truncated or corrupt?): {error}") from None
+
+
+def plain_jpeg(image: Image.Image) -> DecodedImage | None:
+    """An 8-bit RGB JPEG with no profile and no rotation, decoded by service.fastjpeg; None otherwise.
+
+    Pillow has read every marker (EXIF, XMP, DPI) from the header already, so the metadata is the same.
+    """
+    plain = image.format == "JPEG" and image.mode == "RGB" and not image.info.get("icc_profile")
+    if not plain or image.getexif().get(ORIENTATION, 1) != 1:
+        return None
+    rgb = decode_jpeg(image.fp.getvalue())
+    if rgb is None:
+        return None
+    return DecodedImage(rgb, None, image.format, carried_metadata(image, {}))
 
 
 def carried_metadata(image: Image.Image, text: dict[str, str]) -> Metadata:

@@ -10,8 +10,9 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 from model.weights import SHIPPED_WEIGHTS
 from service.colour import SRGB_ICC, AnswerColour
+from service.fastjpeg import decode_jpeg
 from service.fastpng import encode_png
-from service.imaging import Metadata, encode
+from service.imaging import ImageError, Metadata, decode, encode, open_upload, plain_jpeg
 from tests.images import scene
 from tests.server import running_server
 
@@ -108,3 +109,28 @@ def test_png_answers_are_lossless_through_fpng_and_through_pillow_when_it_cannot
     with_profile = encode(pixels, None, "png", Metadata(colour=AnswerColour(SRGB_ICC)))
     assert Image.open(io.BytesIO(with_profile)).info["icc_profile"] == SRGB_ICC
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(with_profile))), pixels)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"subsampling": 0}, {"subsampling": 1}, {"subsampling": 2}, {"progressive": True}, {"restart_marker_rows": 1}],
+    ids=["4:4:4", "4:2:2", "4:2:0", "progressive", "restart markers"],
+)
+def test_plain_jpegs_decode_through_simplejpeg_to_pillows_pixels_and_metadata(options):
+    exif = Image.Exif()
+    exif[MAKE] = "relight test"
+    data = save(Image.fromarray(scene(67, 91)), "JPEG", quality=90, exif=exif, dpi=(300, 300), **options)
+    decoded = plain_jpeg(open_upload(data, 10**6))  # None would mean Pillow's path
+    assert np.array_equal(decoded.rgb, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    carried = Image.Exif()
+    carried.load(decoded.metadata.exif)
+    assert carried[MAKE] == "relight test"
+    assert decoded.metadata.dpi == (300, 300)
+
+
+def test_a_truncated_jpeg_is_refused_as_pillow_refuses_it():
+    data = save(Image.fromarray(scene(64, 64)), "JPEG", quality=90)
+    assert decode_jpeg(data[: len(data) // 2]) is None
+    with pytest.raises(ImageError) as refused:
+        decode(data[: len(data) // 2], 10**6)
+    assert refused.value.status == 400
