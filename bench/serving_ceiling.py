@@ -9,14 +9,19 @@ synthetic scene with sensor noise) and ask for the same format back. For each ro
 per second and the server's CPU milliseconds per request (user + system time of the
 server's process tree, from /proc). --litserve adds LitServe doing the same job (Pillow
 decode, identity, PNG at level 1; bench/litserve_identity.py) on the same cores, in the
-same run.
+same run. The load comes from wrk pinned to the last core where Debian's `wrk` is installed
+(with the server on one core, the generator has the other to itself), else from Python
+threads (`--generator httpx`), which need most of a core at these rates.
 """
 
 import argparse
 import io
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -146,12 +151,42 @@ def drive(url: str, data: bytes, clients: int, duration: float) -> tuple[int, in
     return counts[0], counts[1], time.monotonic() - started
 
 
+WRK_SCRIPT = """
+local file = io.open(os.getenv("RELIGHT_BENCH_BODY"), "rb")
+wrk.body = file:read("*all")
+file:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=relight-bench"
+"""
+
+
+def drive_wrk(url: str, data: bytes, clients: int, duration: float) -> tuple[int, int, float]:
+    """The same as `drive`, from wrk (C, one thread) pinned to the last core: a load generator that
+    needs a few percent of a core where the Python one needs most of one."""
+    head = b'--relight-bench\r\nContent-Disposition: form-data; name="image"; filename="picture"\r\n\r\n'
+    with tempfile.TemporaryDirectory() as folder:
+        body, script = Path(folder) / "body", Path(folder) / "upload.lua"
+        body.write_bytes(head + data + b"\r\n--relight-bench--\r\n")
+        script.write_text(WRK_SCRIPT)
+        last_core = str(os.cpu_count() - 1)
+        command = ["taskset", "-c", last_core, "wrk", "-t1", f"-c{clients}", f"-d{duration:g}s", "--timeout", "120s",
+                   "-s", str(script), url + "/relight"]  # fmt: skip
+        report = subprocess.run(
+            command, env={**os.environ, "RELIGHT_BENCH_BODY": str(body)}, capture_output=True, text=True, check=True
+        ).stdout
+    answered = re.search(r"(\d+) requests in ([\d.]+)(m?s)", report)
+    count, seconds = int(answered[1]), float(answered[2]) / (1000 if answered[3] == "ms" else 1)
+    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", report)
+    failed = int(refused[1]) if refused else 0
+    return count - failed, failed, seconds
+
+
 def start(kind: str, cores: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "", "RELIGHT_WARMUP_TILE": "false",
            "RELIGHT_MAX_QUEUE": "256", "PYTHONPATH": str(ROOT)}  # fmt: skip
     cpus = ",".join(str(c) for c in range(cores))
-    script = [__file__, "--serve-zero"] if kind == "zero" else [str(ROOT / "bench" / "litserve_identity.py")]
+    script = [str(ROOT / "bench" / "litserve_identity.py")] if kind == "litserve" else [__file__, f"--serve-{kind}"]
     command = ["taskset", "-c", cpus, sys.executable, *script, str(port)]
     server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -168,8 +203,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per row")
     parser.add_argument("--litserve", action="store_true", help="add LitServe rows (PNG in, PNG level 1 out)")
     parser.add_argument("--codecs", action="store_true", help="first, each candidate codec alone on one core")
+    parser.add_argument(
+        "--generator", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
+        help="load generator: wrk (Debian's wrk package; default where installed) or Python httpx threads",
+    )  # fmt: skip
+    parser.add_argument("--plain", action="store_true", help="add rows of the service on h11 and asyncio's loop")
     parser.add_argument("--serve-zero", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-plain", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_plain:
+        # What uvicorn falls back to without its C extras: the pure-Python HTTP parser and asyncio's loop.
+        sys.modules["uvloop"] = sys.modules["httptools"] = None
+        args.serve_zero = args.serve_plain
     if args.serve_zero:
         from service.cli import main as serve
 
@@ -177,8 +222,10 @@ def main() -> None:
     pictures = {size: picture(size) for size in (int(s) for s in args.sizes.split(","))}
     if args.codecs:
         codec_table(pictures)
-    kinds = ["zero"] + (["litserve"] if args.litserve else [])
-    print(f"# {os.cpu_count()}-core machine, {args.clients} clients, {args.duration:g} s per row, zero-cost model")
+    kinds = ["zero"] + (["plain"] if args.plain else []) + (["litserve"] if args.litserve else [])
+    load = drive_wrk if args.generator == "wrk" else drive
+    print(f"# {os.cpu_count()}-core machine, {args.clients} clients ({args.generator}), {args.duration:g} s per row, "
+          "zero-cost model")  # fmt: skip
     print("| server | cores | format | size | requests/s | server CPU ms/request | non-200 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for kind in kinds:
@@ -188,11 +235,11 @@ def main() -> None:
                 for image_format in ["png"] if kind == "litserve" else args.formats.split(","):
                     for size, pixels in pictures.items():
                         data = upload(pixels, image_format)
-                        drive(url, data, args.clients, 1.0)
+                        load(url, data, args.clients, 1.0)
                         cpu_before = tree_cpu_seconds(server.pid)
-                        ok, failed, seconds = drive(url, data, args.clients, args.duration)
+                        ok, failed, seconds = load(url, data, args.clients, args.duration)
                         cpu_ms = (tree_cpu_seconds(server.pid) - cpu_before) * 1000 / max(ok + failed, 1)
-                        name = "relight" if kind == "zero" else "LitServe"
+                        name = {"zero": "relight", "plain": "relight, h11 + asyncio", "litserve": "LitServe"}[kind]
                         print(f"| {name} | {cores} | {image_format} | {size} | {ok / seconds:.1f} | {cpu_ms:.1f} | "
                               f"{failed} |", flush=True)  # fmt: skip
             finally:
