@@ -103,6 +103,17 @@ def test_perceptual_term_loads_vgg_and_passes_gradients(tmp_path):
     assert only_perceptual(target, target).item() == 0
 
 
+def test_l2_term_scores_the_mean_better_than_the_median():
+    """Where a shadow is there half the time, L2 (like PSNR) prefers the half-shadow; L1 is indifferent."""
+    target = torch.stack([torch.full((3, 16, 16), -0.5), torch.full((3, 16, 16), 0.5)])
+    mean, median = torch.zeros_like(target), target.flip(0)[:1].expand_as(target)
+    only_l1 = CombinedLoss((-0.5, 0.5), l1_weight=1, ssim_weight=0, perceptual_weight=0, tv_weight=0)
+    only_l2 = CombinedLoss((-0.5, 0.5), l1_weight=0, ssim_weight=0, perceptual_weight=0, tv_weight=0, l2_weight=1)
+    assert only_l1(mean, target).item() == pytest.approx(only_l1(median, target).item())
+    assert only_l2(mean, target).item() == pytest.approx(0.25)
+    assert only_l2(median, target).item() == pytest.approx(0.5)
+
+
 def test_command_line_overrides_the_preset():
     cfg = parse_args(["--preset", "paper", "--max_steps", "10", "--crop", "none", "--no-channels_last"])
     assert (cfg.max_steps, cfg.crop, cfg.channels_last, cfg.lr, cfg.batch_size) == (10, None, False, 2e-3, 2)
@@ -129,9 +140,12 @@ def test_warm_restart_on_two_generators_records_both_validation_sets(tiny_set, t
         init_weights=str(start),
     )  # fmt: skip
     training = read_metadata(train(cfg))["training"]
-    start_model, _ = load_weights(start)
+    start_model, start_metadata = load_weights(start)
     warm_model, _ = load_weights(tmp_path / "warm" / "best.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(start_model.parameters(), warm_model.parameters(), strict=True))
     assert [data["generator_version"] for data in training["data"]] == ["2", "1"]
     assert set(training["validation_sets"]) == {str(second), str(tiny_set)}
+    started_from = training["warm_restart_from"]
+    assert started_from["sha256"] == start_metadata["sha256"]
+    assert started_from["training"]["steps"] == 2 and "warm_restart_from" not in started_from["training"]
     assert training["validation"] == training["validation_sets"][str(second)]

@@ -25,7 +25,11 @@ def sobel_edges(x: torch.Tensor) -> torch.Tensor:
 
 
 class CombinedLoss(nn.Module):
-    """w_l1 * L1 + w_ssim * SSIM + w_perceptual * |VGG(x) - VGG(y)|^2 + w_tv * TV; the paper's w_ssim is negative."""
+    """w_l1 * L1 + w_ssim * SSIM + w_perceptual * |VGG(x) - VGG(y)|^2 + w_tv * TV; the paper's w_ssim is negative.
+
+    w_l2 * L2 is ours (the paper's is 0): L1 is minimised by the median of what the pixel could be,
+    L2 (and PSNR) by the mean, which scores better where a shadow's place is uncertain.
+    """
 
     def __init__(
         self,
@@ -35,18 +39,21 @@ class CombinedLoss(nn.Module):
         perceptual_weight: float = 0.006,
         tv_weight: float = 2e-8,
         vgg: nn.Module | None = None,
+        l2_weight: float = 0.0,
     ):
         super().__init__()
         if perceptual_weight and vgg is None:
             raise ValueError("a non-zero perceptual weight needs the VGG16 features")
         self.low, self.span = value_range[0], value_range[1] - value_range[0]
         self.vgg = vgg
-        self.l1_weight, self.ssim_weight = l1_weight, ssim_weight
+        self.l1_weight, self.l2_weight, self.ssim_weight = l1_weight, l2_weight, ssim_weight
         self.perceptual_weight, self.tv_weight = perceptual_weight, tv_weight
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         output, target = output.float(), target.float()
         loss = self.l1_weight * F.l1_loss(output, target)
+        if self.l2_weight:
+            loss = loss + self.l2_weight * F.mse_loss(output, target)
         loss = loss + self.ssim_weight * ssim(output, target, data_range=self.span, size_average=True)
         if self.perceptual_weight:
             features = [self.vgg((t - self.low) / self.span) for t in (output, target)]

@@ -60,6 +60,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 0.0  # 0: no clipping
     l1_weight: float = 1.0
+    l2_weight: float = 0.0  # stage 2 only; the paper's combined loss has no L2 term
     ssim_weight: float = -5e-3
     perceptual_weight: float = 0.006
     tv_weight: float = 2e-8
@@ -172,7 +173,9 @@ def build_loss(cfg: TrainConfig, stage: int, value_range, device) -> torch.nn.Mo
     if cfg.loss == "l2" or stage == 1:
         return L2Loss()
     vgg = VGG16Features(cfg.vgg_weights).to(device) if cfg.perceptual_weight else None
-    return CombinedLoss(value_range, cfg.l1_weight, cfg.ssim_weight, cfg.perceptual_weight, cfg.tv_weight, vgg)
+    return CombinedLoss(
+        value_range, cfg.l1_weight, cfg.ssim_weight, cfg.perceptual_weight, cfg.tv_weight, vgg, cfg.l2_weight
+    )
 
 
 def data_roots(cfg: TrainConfig) -> list[Path]:
@@ -185,11 +188,19 @@ def data_description(root: Path) -> dict:
     return json.loads(meta.read_text()) if meta.is_file() else {"path": str(root)}
 
 
-def training_summary(cfg: TrainConfig, step: int, elapsed: float, metrics: dict, device: torch.device) -> dict:
+def warm_restart_record(path: str, metadata: dict) -> dict:
+    """What a warm restart started from, its own training (and so its whole chain of restarts) included."""
+    return {"weights": path, "sha256": metadata["sha256"], "training": metadata.get("training")}
+
+
+def training_summary(
+    cfg: TrainConfig, step: int, elapsed: float, metrics: dict, device: torch.device, start: dict | None = None
+) -> dict:
     roots = data_roots(cfg)
     if cfg.loss == "two-stage":
         weights = {
-            "l1": cfg.l1_weight, "ssim": cfg.ssim_weight, "perceptual": cfg.perceptual_weight, "tv": cfg.tv_weight
+            "l1": cfg.l1_weight, "l2": cfg.l2_weight, "ssim": cfg.ssim_weight, "perceptual": cfg.perceptual_weight,
+            "tv": cfg.tv_weight,
         }  # fmt: skip
         stages = [
             {"stage": 1, "loss": "L2", "steps": min(step, cfg.stage2_step)},
@@ -197,7 +208,8 @@ def training_summary(cfg: TrainConfig, step: int, elapsed: float, metrics: dict,
         ]
     else:
         stages = [{"stage": 1, "loss": cfg.loss, "steps": step}]
-    return {
+    restart = {"warm_restart_from": start} if start else {}
+    return restart | {
         "data": data_description(roots[0]) if len(roots) == 1 else [data_description(root) for root in roots],
         "stages": stages,
         "steps": step,
@@ -231,13 +243,15 @@ def train(cfg: TrainConfig) -> Path:
     val_set = RelightPairs(roots[0] / "validation")
     colour_baseline = ColourTransfer.fit(train_set)
     model = ARCHITECTURES[cfg.architecture]()
+    start = None
     if cfg.init_weights:
-        start, start_metadata = load_weights(cfg.init_weights)
+        start_model, start_metadata = load_weights(cfg.init_weights)
         if start_metadata["architecture"] != cfg.architecture:
             raise SystemExit(
                 f"error: {cfg.init_weights} holds {start_metadata['architecture']}, not {cfg.architecture}"
             )
-        model.load_state_dict(start.state_dict())
+        model.load_state_dict(start_model.state_dict())
+        start = warm_restart_record(cfg.init_weights, start_metadata)
     elif cfg.identity_init:
         identity_init_(model)
         if cfg.colour_init:
@@ -329,7 +343,7 @@ def train(cfg: TrainConfig) -> Path:
                     if metrics["psnr"] > best_psnr:
                         best_psnr = metrics["psnr"]
                         now = elapsed + time.perf_counter() - started
-                        summary = training_summary(cfg, step, now, {"validation_subset": metrics}, run.device)
+                        summary = training_summary(cfg, step, now, {"validation_subset": metrics}, run.device, start)
                         save_weights(model, out / "best.safetensors", value_range, summary, cfg.storage_dtype)
                 if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                     checkpoint()
@@ -349,7 +363,8 @@ def train(cfg: TrainConfig) -> Path:
         wall = elapsed + time.perf_counter() - started
         best = out / "best.safetensors"
         if not best.exists():
-            save_weights(model, best, value_range, training_summary(cfg, step, wall, {}, run.device), cfg.storage_dtype)
+            summary = training_summary(cfg, step, wall, {}, run.device, start)
+            save_weights(model, best, value_range, summary, cfg.storage_dtype)
         record_final_evaluation(cfg, best, roots, run.device, amp_dtype, wall)
     if run.world > 1:
         dist.destroy_process_group()
