@@ -95,8 +95,9 @@ PRESETS = {
         out="runs/cpu", max_steps=1600, stage2_step=1100, lr=2e-4, warmup_steps=100, grad_clip=1.0,
         perceptual_weight=0.0, eval_every=250, eval_images=10, checkpoint_every=100,
     ),
-    # Weights v2: a warm restart from the v1 weights on whole 512x512 images of both generators, stage 2
-    # throughout. SSIM weighs 10x the paper's 5e-3: the v1 weights blurred textures (SSIM below the identity's).
+    # Weights v2: a warm restart from the shipped weights (the v1 weights when it first ran) on whole 512x512
+    # images of both generators, stage 2 throughout. SSIM weighs 10x the paper's 5e-3: the v1 weights blurred
+    # textures (SSIM below the identity's). weights/README.md lists the legs and overrides behind the v2 weights.
     "v2": TrainConfig(
         data="data/synth2,data/synth", out="runs/v2", init_weights="weights/stacked_dmshn.safetensors", crop=None,
         max_steps=900, stage2_step=0, lr=1e-4, warmup_steps=20, grad_clip=1.0, ssim_weight=-0.05,
