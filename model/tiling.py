@@ -6,8 +6,9 @@ ramps across every overlap, normalised so that the weights at each pixel sum to 
 image no larger than the tile is one window: exactly the whole-image pass.
 
 What tiling changes: the network's coarse pyramid levels see a tile, not the whole image,
-so light that depends on far-away context can differ slightly between tiles; the ramps
-hide the boundaries (bench/tiling_quality.py measures how much it differs).
+so light that depends on far-away context can differ between tiles (a shadow cast from
+outside a tile comes out fainter); the ramps hide the boundaries (bench/tiling_quality.py
+measures how much it differs).
 """
 
 import math

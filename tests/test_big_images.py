@@ -29,8 +29,25 @@ def server(weights_file, tmp_path_factory):
         yield running
 
 
-def test_tiles_just_above_the_tile_size_match_the_whole_image_pass():
-    """On the shipped weights: an image one tile plus a bit, tiled, against the same image in one pass."""
+def test_tiles_are_placed_and_blended_exactly():
+    """A per-pixel function gives the same pixels tiled or whole: any misplaced or mis-weighted window shows."""
+    pixels = scene(2 * TILE + 40, TILE + 72, seed=3)
+
+    def per_pixel(batch: np.ndarray) -> np.ndarray:
+        return (255 - batch) // 2 + batch[..., ::-1] // 2
+
+    tiled = relight_tiled(per_pixel, pixels, TILE, OVERLAP, max_batch=4)
+    assert len(tile_windows(*pixels.shape[:2], TILE, OVERLAP)) == 6
+    assert np.abs(tiled.astype(int) - per_pixel(pixels).astype(int)).max() <= 1
+
+
+def test_tiles_just_above_the_tile_size_stay_close_to_the_whole_image_pass():
+    """On the shipped weights: an image one tile plus a bit, tiled, against the same image in one pass.
+
+    The coarse pyramid levels see a tile, not the image: with these 256-pixel tiles the weights v2
+    answer 32.4 dB from the whole pass (v1 weights: 37.9); bench/tiling_quality.py measures it at the
+    service's tile size.
+    """
     model, metadata = load_weights(SHIPPED_WEIGHTS)
     pixels = scene(TILE + 40, TILE + 72, seed=3)
 
@@ -40,7 +57,7 @@ def test_tiles_just_above_the_tile_size_match_the_whole_image_pass():
     whole = run(pixels[None])[0]
     tiled = relight_tiled(run, pixels, TILE, OVERLAP, max_batch=4)
     assert tiled.shape == whole.shape
-    assert psnr(torch.from_numpy(tiled), torch.from_numpy(whole)) > 35  # bench/tiling_quality.py measures it at scale
+    assert psnr(torch.from_numpy(tiled), torch.from_numpy(whole)) > 30
     assert np.array_equal(
         relight_tiled(run, pixels[:TILE, :TILE], TILE, OVERLAP, 4), run(pixels[None, :TILE, :TILE])[0]
     )
