@@ -35,7 +35,7 @@ MODES = {
 }
 
 
-def decode_pickled(data: bytes, image_format: str) -> tuple[np.ndarray, Metadata]:
+def decode_pickled(data: bytes) -> tuple[np.ndarray, Metadata]:
     decoded = decode(data, 1 << 30)
     return decoded.rgb, decoded.metadata
 
@@ -44,7 +44,7 @@ def encode_pickled(pixels: np.ndarray, metadata: Metadata, image_format: str) ->
     return encode(pixels, None, image_format, metadata)
 
 
-def decode_shared(data: bytes, image_format: str) -> tuple[str, tuple, Metadata]:
+def decode_shared(data: bytes) -> tuple[str, tuple, Metadata]:
     decoded = decode(data, 1 << 30)
     block = shared_memory.SharedMemory(create=True, size=decoded.rgb.nbytes)
     np.ndarray(decoded.rgb.shape, np.uint8, block.buf)[:] = decoded.rgb
@@ -63,9 +63,9 @@ def encode_shared(name: str, shape: tuple, metadata: Metadata, image_format: str
 def round_trip(pool: Executor, mode: str, data: bytes, image_format: str) -> bytes:
     """Decode, hand the pixels on (the model's answer is a new array in this process), encode."""
     if mode != "shared":
-        pixels, metadata = pool.submit(decode_pickled, data, image_format).result()
+        pixels, metadata = pool.submit(decode_pickled, data).result()
         return pool.submit(encode_pickled, pixels.copy(), metadata, image_format).result()
-    name, shape, metadata = pool.submit(decode_shared, data, image_format).result()
+    name, shape, metadata = pool.submit(decode_shared, data).result()
     decoded = shared_memory.SharedMemory(name=name)
     answer = shared_memory.SharedMemory(create=True, size=decoded.size)
     try:
