@@ -2,6 +2,7 @@
 
     python bench/serving_ceiling.py                                  # PNG, JPEG, WebP at 256/1024/2048, 1 and 2 cores
     python bench/serving_ceiling.py --formats png --sizes 1024 --cores 2 --litserve
+    python bench/serving_ceiling.py --formats png,jpeg --sizes 1024 --workers 1,2   # RELIGHT_WORKERS
 
 The real service (`service.cli.main`) runs with an engine whose forward pass returns its
 input, pinned with taskset to 1 or 2 cores; clients upload a photographic picture (a
@@ -181,10 +182,10 @@ def drive_wrk(url: str, data: bytes, clients: int, duration: float) -> tuple[int
     return count - failed, failed, seconds
 
 
-def start(kind: str, cores: int) -> tuple[subprocess.Popen, str]:
+def start(kind: str, cores: int, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "", "RELIGHT_WARMUP_TILE": "false",
-           "RELIGHT_MAX_QUEUE": "256", "PYTHONPATH": str(ROOT)}  # fmt: skip
+           "RELIGHT_MAX_QUEUE": "256", "RELIGHT_WORKERS": str(workers), "PYTHONPATH": str(ROOT)}  # fmt: skip
     cpus = ",".join(str(c) for c in range(cores))
     script = [str(ROOT / "bench" / "litserve_identity.py")] if kind == "litserve" else [__file__, f"--serve-{kind}"]
     command = ["taskset", "-c", cpus, sys.executable, *script, str(port)]
@@ -199,6 +200,7 @@ def main() -> None:
     parser.add_argument("--formats", default="png,jpeg,webp")
     parser.add_argument("--sizes", default="256,1024,2048")
     parser.add_argument("--cores", default="1,2")
+    parser.add_argument("--workers", default="1", help="RELIGHT_WORKERS values to run the service with")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per row")
     parser.add_argument("--litserve", action="store_true", help="add LitServe rows (PNG in, PNG level 1 out)")
@@ -222,15 +224,16 @@ def main() -> None:
     pictures = {size: picture(size) for size in (int(s) for s in args.sizes.split(","))}
     if args.codecs:
         codec_table(pictures)
-    kinds = ["zero"] + (["plain"] if args.plain else []) + (["litserve"] if args.litserve else [])
+    kinds = [("zero", int(workers)) for workers in args.workers.split(",")]
+    kinds += ([("plain", 1)] if args.plain else []) + ([("litserve", 1)] if args.litserve else [])
     load = drive_wrk if args.generator == "wrk" else drive
     print(f"# {os.cpu_count()}-core machine, {args.clients} clients ({args.generator}), {args.duration:g} s per row, "
           "zero-cost model")  # fmt: skip
     print("| server | cores | format | size | requests/s | server CPU ms/request | non-200 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for kind in kinds:
+    for kind, workers in kinds:
         for cores in (int(c) for c in args.cores.split(",")):
-            server, url = start(kind, cores)
+            server, url = start(kind, cores, workers)
             try:
                 for image_format in ["png"] if kind == "litserve" else args.formats.split(","):
                     for size, pixels in pictures.items():
@@ -240,6 +243,7 @@ def main() -> None:
                         ok, failed, seconds = load(url, data, args.clients, args.duration)
                         cpu_ms = (tree_cpu_seconds(server.pid) - cpu_before) * 1000 / max(ok + failed, 1)
                         name = {"zero": "relight", "plain": "relight, h11 + asyncio", "litserve": "LitServe"}[kind]
+                        name += f", {workers} workers" if workers > 1 else ""
                         print(f"| {name} | {cores} | {image_format} | {size} | {ok / seconds:.1f} | {cpu_ms:.1f} | "
                               f"{failed} |", flush=True)  # fmt: skip
             finally:

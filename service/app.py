@@ -4,7 +4,6 @@
 variables; `relight-serve` does the same and drains on SIGTERM (service.cli).
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -13,14 +12,17 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, ValidationError
 from starlette.formparsers import MultiPartParser
 
 from model.weights import WeightsError
-from service.batcher import Batcher, Tiling
-from service.engine import Engine, compiled_graphs
-from service.metrics import Metrics
+from service.engine import Engine
+from service.local_model import LocalModel
+from service.metrics import RequestMetrics, process_registry
 from service.middleware import BodyLimits, RequestContext
+from service.remote_model import RemoteModel
 from service.routes import router
 from service.settings import Settings
 from service.state import ServiceState
@@ -42,54 +44,45 @@ class StartupError(SystemExit):
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     state: ServiceState = app.state.service
-    settings = state.settings
-    tiling = Tiling(settings.tile_size, settings.tile_overlap, settings.max_batch_size, settings.max_batch_pixels)
-    state.batcher = Batcher(state.engine.run, tiling, settings.max_wait_ms / 1000, settings.max_queue, state.metrics)
-    state.batcher.start()
-    warmup = asyncio.create_task(warm_up(state))
+    await state.model.start()
     yield
     state.draining = True
-    warmup.cancel()
-    await state.batcher.stop()
+    await state.model.stop()
     log.info("stopped: every accepted request was answered")
 
 
-async def warm_up(state: ServiceState) -> None:
-    """Runs after startup so /healthz answers and /readyz says 503 while the kernels are built."""
-    try:
-        state.batcher.seconds_per_pixel = await state.batcher.run_in_worker(
-            state.engine.warm_up, state.settings.warmup_shapes(), state.batcher.tiling.batch_limit
-        )
-    except Exception as error:
-        state.warmup_error = f"warm-up failed: {type(error).__name__}: {error}"
-        log.exception("warm-up failed; staying not ready")
-        return
-    state.ready = True
-    log.info("ready")
-
-
-def create_app(settings: Settings | None = None, engine_factory: Callable[[Settings], Engine] = Engine) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    engine_factory: Callable[[Settings], Engine] = Engine,
+    model: RemoteModel | None = None,
+) -> FastAPI:
     """Build the app; the weights are loaded here so a bad path or file stops the process with one line.
 
     engine_factory is the seam tests use to wrap the real engine (to inject a failing batch).
+    With `model` (an HTTP worker of relight-serve with RELIGHT_WORKERS > 1), the model and its
+    queue are the model process's, no weights are loaded here, and /metrics sums the request
+    metrics of all workers (prometheus-client's multiprocess mode) and adds the model process's.
     """
     try:
         settings = settings or Settings()
         settings.warmup_shapes()
     except (ValidationError, ValueError) as error:
         raise StartupError(f"bad RELIGHT_* setting: {error}".replace("\n", " ")) from None
-    try:
-        engine = engine_factory(settings)
-    except (WeightsError, RuntimeError) as error:
-        raise StartupError(str(error)) from None
+    if model is None:
+        registry = process_registry()
+        try:
+            engine = engine_factory(settings)
+        except (WeightsError, RuntimeError) as error:
+            raise StartupError(str(error)) from None
+        model = LocalModel(settings, engine, registry)
+        metrics = RequestMetrics(registry)
+    else:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        metrics = RequestMetrics(None)
     # Starlette spools uploads over 1 MB to a temporary file; bodies are capped at max_upload_bytes
     # already (BodyLimits), so keep them in memory and save the disk round trip on every photo.
     MultiPartParser.spool_max_size = settings.max_upload_bytes
-    metrics = Metrics(settings.max_batch_size)
-    metrics.compiled_graphs.set_function(compiled_graphs)
-    metrics.model_info.labels(
-        device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]
-    ).set(1)
 
     app = FastAPI(
         title="relight",
@@ -97,7 +90,7 @@ def create_app(settings: Settings | None = None, engine_factory: Callable[[Setti
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.service = ServiceState(settings=settings, engine=engine, metrics=metrics)
+    app.state.service = ServiceState(settings=settings, model=model, metrics=metrics, registry=registry)
     app.include_router(router)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

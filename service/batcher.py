@@ -32,7 +32,7 @@ import numpy as np
 
 from model.tiling import TiledImage, Window, tile_windows
 from service.engine import BatchResult
-from service.metrics import Metrics
+from service.metrics import ModelMetrics
 
 log = logging.getLogger("relight.batcher")
 
@@ -136,7 +136,7 @@ class Batcher:
         tiling: Tiling,
         max_wait_s: float,
         max_queue: int,
-        metrics: Metrics,
+        metrics: ModelMetrics,
     ):
         self.run_batch = run_batch
         self.tiling, self.max_wait_s, self.max_queue = tiling, max_wait_s, max_queue
@@ -178,10 +178,11 @@ class Batcher:
         """Estimated compute time of every window accepted and not yet run."""
         return self._running_s() + self.estimate_s(sum(self._waiting_work()))
 
-    def admit(self, height: int, width: int, time_left_s: float) -> Reservation:
+    async def admit(self, height: int, width: int, time_left_s: float) -> Reservation:
         """Refuse at once what cannot finish in time: TooBig alone, Backlogged behind the work ahead of it.
 
-        Call on the event loop; the reservation counts as work until submit() or release() takes it back.
+        It never awaits, so uploads admitted one after another see each other's reservations; each counts
+        as work until submit() or release() takes it back.
         """
         pixels = work_pixels(self.tiling.windows(height, width))
         if self.seconds_per_pixel is not None:
@@ -199,7 +200,7 @@ class Batcher:
     def release(self, reservation: Reservation | None) -> None:
         self._reserved.discard(reservation)
 
-    def submit(self, pixels: np.ndarray, deadline: float, reservation: Reservation | None = None) -> Job:
+    async def submit(self, pixels: np.ndarray, deadline: float, reservation: Reservation | None = None) -> Job:
         self.release(reservation)
         if self._closing:
             raise NotAccepting
@@ -218,6 +219,9 @@ class Batcher:
             return
         job.abandoned = True
         self._forget(job, reason)
+
+    def finished(self, job: Job) -> None:
+        """The request is done with its job; nothing to free here (service.remote_model frees a shared buffer)."""
 
     def _forget(self, job: Job, reason: str) -> None:
         if job not in self._jobs:

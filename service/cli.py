@@ -2,42 +2,21 @@
 
 On SIGTERM or Ctrl-C the service stops taking new /relight requests (503, /readyz 503),
 answers every request it already accepted, then exits 0. A second signal exits at once.
+With RELIGHT_WORKERS > 1 it runs a model process and that many HTTP workers (service.supervisor).
 """
 
 import argparse
-import asyncio
 import logging
 import sys
-import time
 from collections.abc import Callable
 
 import uvicorn
 
+from service import supervisor
 from service.app import create_app
+from service.draining import DrainingServer
 from service.engine import Engine
 from service.settings import Settings
-from service.state import ServiceState
-
-
-class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, state: ServiceState):
-        super().__init__(config)
-        self.state = state
-        self.drain_task: asyncio.Task | None = None
-
-    def handle_exit(self, sig, frame) -> None:
-        if self.drain_task is not None:
-            return super().handle_exit(sig, frame)
-        logging.getLogger("relight").info("signal %d: draining %d accepted requests", sig, self.state.in_flight)
-        self.state.draining = True
-        self.drain_task = asyncio.get_event_loop().create_task(self.drain())
-
-    async def drain(self) -> None:
-        deadline = time.monotonic() + self.state.settings.drain_timeout_s
-        while self.state.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        # Not through handle_exit: uvicorn would re-raise the signal after shutdown and exit 143, not 0.
-        self.should_exit = True
 
 
 def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Engine] = Engine) -> None:
@@ -50,10 +29,11 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
         settings = Settings()
     except Exception as error:
         sys.exit(f"relight: cannot start: bad RELIGHT_* setting: {error}".replace("\n", " "))
+    host, port = args.host or settings.host, args.port or settings.port
+    if settings.workers > 1:
+        sys.exit(supervisor.serve(settings, engine_factory, host, port))
     app = create_app(settings, engine_factory)
-    config = uvicorn.Config(
-        app, host=args.host or settings.host, port=args.port or settings.port, log_level="info", timeout_keep_alive=5
-    )
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5)
     DrainingServer(config, app.state.service).run()
 
 

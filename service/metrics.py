@@ -1,4 +1,9 @@
-"""Prometheus metrics: one registry per app, so several apps (tests) can live in one process."""
+"""Prometheus metrics: one registry per app, so several apps (tests) can live in one process.
+
+Two groups, because with RELIGHT_WORKERS > 1 they live in different processes: what the HTTP
+workers see of each request (RequestMetrics, summed over the workers by prometheus-client's
+multiprocess mode) and what the model process sees of the queue and the model (ModelMetrics).
+"""
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -25,11 +30,19 @@ def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
     return (*buckets, float(max_batch_size))
 
 
-class Metrics:
-    def __init__(self, max_batch_size: int):
-        self.registry = CollectorRegistry()
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            self.registry.register(collector)
+def process_registry() -> CollectorRegistry:
+    """A registry with the process, platform and garbage-collector metrics of this process."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
+class RequestMetrics:
+    """Registered in `registry`; None where prometheus-client's multiprocess mode collects them from files."""
+
+    def __init__(self, registry: CollectorRegistry | None):
+        self.registry = registry
         self.request_duration = Histogram(
             "relight_request_duration_seconds",
             "End-to-end /relight latency, from the first byte of the request to the answer.",
@@ -44,6 +57,24 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.requests = Counter(
+            "relight_requests_total", "Finished /relight requests by HTTP status.", ["status"], registry=self.registry
+        )
+        self.refused = Counter(
+            "relight_admissions_refused_total",
+            "Uploads refused before queueing, by reason (queue_full, backlog, too_big, not_ready, draining).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for stage in STAGES:
+            self.stage_duration.labels(stage=stage)
+        for reason in REFUSALS:
+            self.refused.labels(reason=reason)
+
+
+class ModelMetrics:
+    def __init__(self, registry: CollectorRegistry, max_batch_size: int):
+        self.registry = registry
         self.batch_size = Histogram(
             "relight_batch_size",
             "Images per forward pass.",
@@ -51,9 +82,6 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge("relight_queue_depth", "Images waiting for the model.", registry=self.registry)
-        self.requests = Counter(
-            "relight_requests_total", "Finished /relight requests by HTTP status.", ["status"], registry=self.registry
-        )
         self.dropped = Counter(
             "relight_dropped_total",
             "Images whose windows were dropped before inference, by reason (client_gone, deadline, failed).",
@@ -65,12 +93,6 @@ class Metrics:
             "Windows (tiles, or whole images that fit in one) by outcome: run, or dropped unrun when their client "
             "left or their deadline passed.",
             ["outcome"],
-            registry=self.registry,
-        )
-        self.refused = Counter(
-            "relight_admissions_refused_total",
-            "Uploads refused before queueing, by reason (queue_full, backlog, too_big, not_ready, draining).",
-            ["reason"],
             registry=self.registry,
         )
         self.backlog = Gauge(
@@ -94,11 +116,7 @@ class Metrics:
             ["device", "dtype", "weights_sha256"],
             registry=self.registry,
         )
-        for stage in STAGES:
-            self.stage_duration.labels(stage=stage)
         for reason in ("client_gone", "deadline", "failed"):
             self.dropped.labels(reason=reason)
         for outcome in ("run", "dropped"):
             self.tiles.labels(outcome=outcome)
-        for reason in REFUSALS:
-            self.refused.labels(reason=reason)

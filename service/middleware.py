@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 
-from service.metrics import Metrics
+from service.metrics import RequestMetrics
 
 log = logging.getLogger("relight.http")
 
@@ -31,7 +31,7 @@ async def send_json(send, status: int, detail: str, headers: list[tuple[bytes, b
 class RequestContext:
     """Gives each request an X-Request-ID (the client's when it is sane) and counts /relight answers."""
 
-    def __init__(self, app, metrics: Metrics, relight_path: str = "/relight"):
+    def __init__(self, app, metrics: RequestMetrics, relight_path: str = "/relight"):
         self.app, self.metrics, self.relight_path = app, metrics, relight_path
 
     async def __call__(self, scope, receive, send):

@@ -18,7 +18,16 @@ from service.batcher import (
     Reservation,
     TooBig,
 )
-from service.imaging import FORMATS, ImageError, OutputFormat, choose_format, decode_opened, encode, open_upload
+from service.imaging import (
+    FORMATS,
+    DecodedImage,
+    ImageError,
+    OutputFormat,
+    choose_format,
+    decode_opened,
+    encode,
+    open_upload,
+)
 from service.middleware import BodyTooLarge, UploadTooSlow
 from service.page import page, wants_page
 from service.state import ServiceState, State
@@ -138,10 +147,9 @@ async def relight_endpoint(request: Request, state: State, format: OutputFormat 
         state.in_flight -= 1
 
 
-def admit(state: ServiceState, height: int, width: int, deadline: float) -> Reservation:
-    """On the event loop, between two awaits: uploads decoded at the same time see each other's reservations."""
+async def admit(state: ServiceState, height: int, width: int, deadline: float) -> Reservation:
     try:
-        return state.batcher.admit(height, width, deadline - time.monotonic())
+        return await state.model.queue.admit(height, width, deadline - time.monotonic())
     except TooBig as refusal:
         state.metrics.refused.labels(reason="too_big").inc()
         raise HTTPException(
@@ -165,11 +173,11 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
         opened = await run_in_threadpool(open_upload, data, state.settings.max_pixels)
     except ImageError as error:
         raise HTTPException(error.status, error.detail) from None
-    reservation = admit(state, opened.height, opened.width, deadline)
+    reservation = await admit(state, opened.height, opened.width, deadline)
     try:
         decoded = await run_in_threadpool(decode_opened, opened)
     except BaseException as error:  # a bad image, or the request cancelled while decoding
-        state.batcher.release(reservation)
+        state.model.queue.release(reservation)
         if isinstance(error, ImageError):
             raise HTTPException(error.status, error.detail) from None
         raise
@@ -177,13 +185,29 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
     image_format = choose_format(format, request.headers.get("accept"), decoded.source_format)
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
-        job = state.batcher.submit(decoded.rgb, deadline, reservation)
+        job = await state.model.queue.submit(decoded.rgb, deadline, reservation)
     except QueueFull:
         state.metrics.refused.labels(reason="queue_full").inc()
         raise unavailable(f"the queue is full ({state.settings.max_queue} images waiting); retry shortly") from None
     except NotAccepting:
         state.metrics.refused.labels(reason="draining").inc()
         raise unavailable("the service is shutting down", retry_after=5) from None
+    try:
+        return await answer(request, state, job, deadline, decoded, image_format, decode_s)
+    finally:
+        state.model.queue.finished(job)
+
+
+async def answer(
+    request: Request,
+    state: ServiceState,
+    job,
+    deadline: float,
+    decoded: DecodedImage,
+    image_format: str,
+    decode_s: float,
+) -> Response:
+    """Wait for the job (or the client leaving, or the deadline), then encode its answer."""
     client_gone = asyncio.ensure_future(wait_for_disconnect(request))
     try:
         done, _ = await asyncio.wait(
@@ -192,7 +216,7 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
     finally:
         client_gone.cancel()
     if job.future not in done:
-        state.batcher.withdraw(job, "client_gone" if client_gone in done else "deadline")
+        state.model.queue.withdraw(job, "client_gone" if client_gone in done else "deadline")
         job.future.cancel()
         if client_gone in done:
             return Response(status_code=499)  # nobody reads it; the request is still counted once
@@ -222,8 +246,8 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
 async def metrics(request: Request, state: State) -> Response:
     if state.settings.protect_metrics:
         require_api_key(request, state)
-    state.metrics.queue_depth.set(state.batcher.depth if state.batcher else 0)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(state.registry) + await state.model.exposition()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", summary="Alive")
@@ -236,7 +260,7 @@ async def readyz(state: State):
     if state.draining:
         raise unavailable("draining", retry_after=5)
     if not state.ready:
-        raise unavailable(state.warmup_error or "starting: loading and warming up the model", retry_after=5)
+        raise unavailable(state.model.warmup_error or "starting: loading and warming up the model", retry_after=5)
     return {"status": "ready"}
 
 
@@ -252,19 +276,14 @@ async def home(request: Request, state: State):
 
 @router.get("/info", summary="What is being served")
 async def info(state: State) -> dict:
-    engine, settings = state.engine, state.settings
+    settings, model = state.settings, state.model.description()
     return {
         "service": "relight",
         "task": "North/6500 K -> East/4500 K one-to-one relighting (MSR-Net Stacked DMSHN)",
-        "model": {
-            "architecture": engine.metadata["architecture"],
-            "weights": settings.weights.name,
-            "weights_sha256": engine.weights_sha256,
-            "value_range": list(engine.value_range),
-        },
-        "device": str(engine.device),
-        "dtype": engine.dtype_name,
-        "compiled_shapes": [list(shape) for shape in sorted(engine.compiled_shapes)],
+        "model": {key: model.get(key) for key in ("architecture", "weights", "weights_sha256", "value_range")},
+        "device": model.get("device"),
+        "dtype": model.get("dtype"),
+        "compiled_shapes": model.get("compiled_shapes", []),
         "ready": state.ready,
         "settings": {
             "max_batch_size": settings.max_batch_size,
@@ -278,5 +297,6 @@ async def info(state: State) -> dict:
             "max_pixels": settings.max_pixels,
             "warmup": settings.warmup,
             "compile": settings.compile,
+            "workers": settings.workers,
         },
     }

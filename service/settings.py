@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     warmup: str = Field(
         "512x512,1024x1024", description="comma-separated WxH shapes run once at startup; empty for none"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP processes that parse, decode and encode uploads; above 1 the model and its one queue run "
+        "in a process of their own, fed through shared memory (/dev/shm)",
+    )
     drain_timeout_s: float = Field(60.0, ge=0, description="on SIGTERM, how long to finish accepted requests")
     api_key: str | None = Field(None, description="if set, /relight (and /metrics if protected) need X-API-Key")
     protect_metrics: bool = Field(False, description="require the API key on /metrics too")

@@ -1,30 +1,30 @@
-"""What the running app holds: settings, engine, batcher, metrics, and its lifecycle flags."""
+"""What the running app holds: settings, the model and its queue, metrics, and its lifecycle flags."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
 
-from service.batcher import Batcher
-from service.engine import Engine
-from service.metrics import Metrics
+from service.local_model import LocalModel
+from service.metrics import RequestMetrics
+from service.remote_model import RemoteModel
 from service.settings import Settings
 
 
 @dataclass
 class ServiceState:
     settings: Settings
-    engine: Engine
-    metrics: Metrics
-    batcher: Batcher | None = None
-    ready: bool = False  # weights loaded and every warm-up shape run
+    model: LocalModel | RemoteModel  # in this process, or in the model process (RELIGHT_WORKERS > 1)
+    metrics: RequestMetrics
+    registry: CollectorRegistry  # what /metrics shows from the HTTP side (all workers' requests)
     draining: bool = False  # SIGTERM received: finish what was accepted, refuse the rest
     in_flight: int = 0  # /relight requests accepted and not yet answered
-    warmup_error: str | None = field(default=None)
 
     @property
-    def accepting(self) -> bool:
-        return self.ready and not self.draining
+    def ready(self) -> bool:
+        """Weights loaded and every warm-up shape run."""
+        return self.model.ready
 
 
 def get_state(request: Request) -> ServiceState:

@@ -21,12 +21,13 @@ def post(url, data: bytes, filename="scene.png", params=None, headers=None, time
                       timeout=timeout)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server(weights_file, tmp_path_factory):
-    """float32 so that a batched image can be compared with the same image alone."""
+@pytest.fixture(scope="module", params=[1, 2], ids=["one process", "two workers"])
+def server(request, weights_file, tmp_path_factory):
+    """float32 so that a batched image can be compared with the same image alone; the same tests run on
+    relight-serve as one process and with two HTTP workers and a model process (RELIGHT_WORKERS=2)."""
     with running_server(
         weights_file, tmp_path_factory.mktemp("logs"), dtype="float32", max_wait_ms=300, max_batch_size=8,
-        max_upload_bytes=300_000, max_pixels=512 * 512,
+        max_upload_bytes=300_000, max_pixels=512 * 512, workers=request.param,
     ) as running:  # fmt: skip
         yield running
 
@@ -177,10 +178,11 @@ def test_full_queue_answers_503_and_a_late_answer_504(faulty_server):
         assert status in (503, 504) and time.monotonic() < deadline
 
 
-def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path, workers):
     """503 while warming up; on SIGTERM every accepted request is answered, new ones get 503, exit code 0."""
     with running_server(
-        weights_file, tmp_path, wait_ready=False, warmup="1024x1024", max_batch_size=1, max_wait_ms=0
+        weights_file, tmp_path, wait_ready=False, warmup="1024x1024", max_batch_size=1, max_wait_ms=0, workers=workers
     ) as server:  # fmt: skip
         starting = httpx.get(server.url + "/readyz")
         assert starting.status_code == 503
@@ -204,14 +206,17 @@ def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path):
             assert [f.result().status_code for f in accepted] == [200] * 4
         assert server.process.wait(timeout=60) == 0
     assert "draining" in server.log()
+    assert server.log().count("every accepted request was answered") == workers
 
 
-def test_bad_weights_stop_startup_with_one_line(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_bad_weights_stop_startup_with_one_line(tmp_path, workers):
     for bad in (tmp_path / "missing.safetensors", tmp_path / "junk.safetensors"):
         if bad.name.startswith("junk"):
             bad.write_bytes(b"junk" * 100)
         result = subprocess.run([sys.executable, "-m", "service.cli"], env={"RELIGHT_WEIGHTS": str(bad),
-                                "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)  # fmt: skip
+                                "RELIGHT_WORKERS": workers, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
         assert result.returncode != 0
         assert "Traceback" not in result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -1,0 +1,79 @@
+"""The model and its one queue in this process: the engine, the batcher, their metrics and the warm-up.
+
+The app holds one of these with RELIGHT_WORKERS=1; with more, the model process holds it
+(service.model_process) and the HTTP workers reach it through service.remote_model.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from service.batcher import Batcher, Tiling
+from service.engine import Engine, compiled_graphs
+from service.metrics import ModelMetrics
+from service.settings import Settings
+
+log = logging.getLogger("relight")
+
+
+class LocalModel:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        registry: CollectorRegistry,
+        on_status: Callable[[], None] = lambda: None,
+    ):
+        self.settings, self.engine, self.on_status = settings, engine, on_status
+        self.metrics = ModelMetrics(registry, settings.max_batch_size)
+        self.metrics.compiled_graphs.set_function(compiled_graphs)
+        self.metrics.model_info.labels(
+            device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]
+        ).set(1)
+        tiling = Tiling(settings.tile_size, settings.tile_overlap, settings.max_batch_size, settings.max_batch_pixels)
+        self.queue = Batcher(engine.run, tiling, settings.max_wait_ms / 1000, settings.max_queue, self.metrics)
+        self.ready = False  # every warm-up shape run
+        self.warmup_error: str | None = None
+        self._warmup: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """On the event loop: start the queue's consumer, then warm up behind it (/healthz answers meanwhile)."""
+        self.queue.start()
+        self._warmup = asyncio.create_task(self._warm_up())
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop."""
+        if self._warmup is not None:
+            self._warmup.cancel()
+        await self.queue.stop()
+
+    async def _warm_up(self) -> None:
+        try:
+            self.queue.seconds_per_pixel = await self.queue.run_in_worker(
+                self.engine.warm_up, self.settings.warmup_shapes(), self.queue.tiling.batch_limit
+            )
+        except Exception as error:
+            self.warmup_error = f"warm-up failed: {type(error).__name__}: {error}"
+            log.exception("warm-up failed; staying not ready")
+        else:
+            self.ready = True
+            log.info("ready")
+        self.on_status()
+
+    def description(self) -> dict:
+        engine = self.engine
+        return {
+            "architecture": engine.metadata["architecture"],
+            "weights": self.settings.weights.name,
+            "weights_sha256": engine.weights_sha256,
+            "value_range": list(engine.value_range),
+            "device": str(engine.device),
+            "dtype": engine.dtype_name,
+            "compiled_shapes": [list(shape) for shape in sorted(engine.compiled_shapes)],
+        }
+
+    async def exposition(self) -> bytes:
+        """Metrics not in the app's registry: none, as this model's are registered there."""
+        return b""

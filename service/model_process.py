@@ -1,0 +1,182 @@
+"""The model's own process (RELIGHT_WORKERS > 1): one engine and its one queue, serving the HTTP workers.
+
+The HTTP workers parse, decode and encode in processes of their own, so no single GIL binds
+them; this process only queues, batches and runs the model. Each worker holds one
+connection on a Unix socket in a private directory and sends pickled (kind, key, value)
+messages, each framed by its length:
+
+    admit    (height, width, deadline)  -> reply None, or TooBig / Backlogged
+    release  None
+    submit   (path, capacity, shape, deadline)
+                                        -> reply None, or QueueFull / NotAccepting; later an
+                                           answer: (queue_s, inference_s, batch_size, tiles), the
+                                           relit pixels written into the same shared buffer, or
+                                           DeadlinePassed / InferenceFailed
+    withdraw reason                     -> reply None: no answer will be written after it
+    forget   path                          the worker deleted that buffer: unmap it
+    metrics  None                       -> reply: this process's /metrics text
+
+and this process pushes `status` (ready, warm-up error, model description) when a worker
+connects and when warm-up ends. Keys are the worker's: an admitted upload keeps its key
+through submit. A worker that disconnects has its queued work dropped. Signals go to the
+parent (relight-serve), which tells this process to stop once every worker has drained.
+"""
+
+import asyncio
+import logging
+import os
+import pickle
+import struct
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+import uvloop
+from prometheus_client import CollectorRegistry, generate_latest
+
+from model.weights import WeightsError
+from service import shared_images
+from service.batcher import Job, Reservation
+from service.engine import Engine
+from service.local_model import LocalModel
+from service.metrics import process_registry
+from service.settings import Settings
+
+log = logging.getLogger("relight.model_process")
+
+LENGTH = struct.Struct("!I")
+
+
+def frame(message: tuple) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return LENGTH.pack(len(body)) + body
+
+
+async def read_message(reader: asyncio.StreamReader) -> tuple | None:
+    """The next message, or None when the other side has closed the connection."""
+    try:
+        (length,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
+        return pickle.loads(await reader.readexactly(length))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+def main(settings: Settings, engine_factory: Callable[[Settings], Engine], socket_path: Path, parent: Connection):
+    """Load the model, listen, say so to the parent (or why not), and serve until the parent says stop."""
+    os.setpgrp()  # Ctrl-C reaches the parent only; it stops this process after the workers have drained.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        engine = engine_factory(settings)
+    except (WeightsError, RuntimeError) as error:
+        parent.send(("failed", str(error)))
+        return
+    uvloop.run(serve(settings, engine, socket_path, parent))
+
+
+async def serve(settings: Settings, engine: Engine, socket_path: Path, parent: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    registry = process_registry()
+    workers: set[asyncio.StreamWriter] = set()
+
+    def status() -> dict:
+        return {"ready": model.ready, "warmup_error": model.warmup_error, "description": model.description()}
+
+    def broadcast_status() -> None:
+        for writer in workers:
+            send(writer, ("status", None, status()))
+
+    model = LocalModel(settings, engine, registry, on_status=broadcast_status)
+    await model.start()
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        workers.add(writer)
+        send(writer, ("status", None, status()))
+        try:
+            await serve_worker(model, registry, reader, writer)
+        finally:
+            workers.discard(writer)
+            writer.close()
+
+    server = await asyncio.start_unix_server(connection, path=socket_path)
+    stop = asyncio.Event()
+    # The parent's pipe: a message or its end (the parent is gone) both mean stop.
+    threading.Thread(target=lambda: (wait_for(parent), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+    parent.send(("listening", None))
+    await stop.wait()
+    server.close()
+    await model.stop()
+    log.info("model process stopped")
+
+
+def wait_for(parent: Connection) -> None:
+    try:
+        parent.recv()
+    except EOFError:
+        log.warning("relight-serve is gone; stopping")
+
+
+def send(writer: asyncio.StreamWriter, message: tuple) -> None:
+    if not writer.is_closing():
+        writer.write(frame(message))
+
+
+async def serve_worker(
+    model: LocalModel, registry: CollectorRegistry, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """One HTTP worker's messages, in order; on its end, its reservations and queued work are dropped."""
+    reservations: dict[int, Reservation] = {}
+    jobs: dict[int, Job] = {}
+    mapped: dict[str, np.ndarray] = {}  # the worker's shared buffers, mapped once
+
+    def answer(key: int, pixels: np.ndarray, future: asyncio.Future) -> None:
+        if jobs.pop(key, None) is None or future.cancelled():
+            return  # withdrawn: the worker may already have reused the buffer
+        if (error := future.exception()) is not None:
+            send(writer, ("answer", key, error))
+            return
+        outcome = future.result()
+        np.copyto(pixels, outcome.image)
+        send(writer, ("answer", key, (outcome.queue_s, outcome.inference_s, outcome.batch_size, outcome.tiles)))
+
+    try:
+        while (message := await read_message(reader)) is not None:
+            kind, key, value = message
+            if kind == "admit":
+                height, width, deadline = value
+                # Deadlines are time.monotonic() values: CLOCK_MONOTONIC is one clock for all processes here.
+                try:
+                    reservations[key] = await model.queue.admit(height, width, deadline - time.monotonic())
+                    send(writer, ("reply", key, None))
+                except Exception as refusal:
+                    send(writer, ("reply", key, refusal))
+            elif kind == "release":
+                model.queue.release(reservations.pop(key, None))
+            elif kind == "submit":
+                path, capacity, shape, deadline = value
+                try:
+                    if path not in mapped:
+                        mapped[path] = shared_images.attach(Path(path), capacity)
+                    pixels = shared_images.view(mapped[path], shape)
+                    job = await model.queue.submit(pixels, deadline, reservations.pop(key, None))
+                except Exception as refusal:
+                    send(writer, ("reply", key, refusal))
+                    continue
+                jobs[key] = job
+                job.future.add_done_callback(lambda future, key=key, pixels=pixels: answer(key, pixels, future))
+                send(writer, ("reply", key, None))
+            elif kind == "withdraw":
+                if (job := jobs.pop(key, None)) is not None:
+                    model.queue.withdraw(job, value)
+                send(writer, ("reply", key, None))
+            elif kind == "forget":
+                mapped.pop(value, None)
+            elif kind == "metrics":
+                send(writer, ("reply", key, generate_latest(registry)))
+    finally:
+        for job in jobs.values():
+            model.queue.withdraw(job, "client_gone")
+        for reservation in reservations.values():
+            model.queue.release(reservation)

@@ -1,0 +1,121 @@
+"""relight-serve with RELIGHT_WORKERS=2: two HTTP workers, and the model with its one queue in a third process."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.images import encode, scene
+from tests.server import running_server, wait_until
+
+
+def post(url, data: bytes, filename="scene.png", timeout=60.0, **kwargs):
+    return httpx.post(url + "/relight", files={"image": (filename, data)}, timeout=timeout, **kwargs)
+
+
+def processes(server, workers: int = 2) -> tuple[int, set[int]]:
+    """The model process and the HTTP workers of relight-serve, once `workers` of them have started."""
+    deadline = time.monotonic() + 60
+    while True:
+        command = ["pgrep", "-P", str(server.process.pid), "-f", "spawn_main"]
+        spawned = {int(line) for line in subprocess.run(command, capture_output=True, text=True).stdout.split()}
+        started = {int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", server.log())} & spawned
+        if len(started) == workers and len(spawned) == workers + 1:
+            return (spawned - started).pop(), started
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+
+
+def shared_dir(log: str) -> Path:
+    return Path(re.search(r"images pass through (\S+)", log).group(1))
+
+
+@pytest.fixture(scope="module")
+def servers(weights_file, tmp_path_factory):
+    """The same settings in one process and in two workers; float32, so answers compare bit for bit."""
+    logs = tmp_path_factory.mktemp("logs")
+    settings = {"dtype": "float32", "tile_size": 128, "tile_overlap": 16, "max_batch_pixels": 128 * 128 * 8}
+    with (
+        running_server(weights_file, logs, **settings) as single,
+        running_server(weights_file, logs, workers=2, **settings) as split,
+    ):
+        yield single, split
+
+
+def test_two_workers_answer_exactly_what_one_process_answers(servers):
+    single, split = servers
+    uploads = [
+        (encode(scene(40, 56)), "a.png", {}),
+        (encode(scene(64, 48, 1), "JPEG", quality=92), "b.jpg", {}),
+        (encode(np.dstack([scene(30, 20, 2), np.full((30, 20), 77, np.uint8)])), "c.png", {}),
+        (encode(scene(200, 300, 3)), "tiled.png", {"params": {"format": "webp"}}),
+    ]
+    for data, name, options in uploads:
+        one, two = post(single.url, data, name, **options), post(split.url, data, name, **options)
+        assert one.status_code == two.status_code == 200, two.text
+        assert one.headers["content-type"] == two.headers["content-type"]
+        assert one.content == two.content, name
+    assert split.metric('relight_tiles_total{outcome="run"}') >= 6  # the 200x300 upload ran as 6 tiles
+
+
+def test_the_workers_share_one_queue_and_their_metrics_add_up(servers):
+    _, split = servers
+    assert len(processes(split)[1]) == 2
+    requests = split.metric('relight_requests_total{status="200"}')
+    batches, relit = split.metric("relight_batch_size_count"), split.metric("relight_batch_size_sum")
+    images = [scene(48, 64, seed) for seed in range(12)]
+    with ThreadPoolExecutor(len(images)) as pool:
+        responses = list(pool.map(lambda image: post(split.url, encode(image)), images))
+    assert [r.status_code for r in responses] == [200] * len(images)
+    assert split.metric('relight_requests_total{status="200"}') - requests == len(images)
+    assert split.metric("relight_batch_size_sum") - relit == len(images)
+    assert split.metric("relight_batch_size_count") - batches < len(images)  # batched across connections
+    buffers = set(shared_dir(split.log()).iterdir())
+    assert all(post(split.url, encode(image)).status_code == 200 for image in images[:4])
+    assert set(shared_dir(split.log()).iterdir()) == buffers  # the shared buffers are reused, not made anew
+    for path in ("/healthz", "/readyz", "/info"):
+        assert httpx.get(split.url + path).status_code == 200
+    assert httpx.get(split.url + "/info").json()["settings"]["workers"] == 2
+
+
+def test_a_client_that_leaves_is_dropped_from_the_model_process_queue(weights_file, tmp_path):
+    """Queued behind a 1024x1024 upload of one window (a small upload runs between the tiles of a tiled one)."""
+    with running_server(weights_file, tmp_path, workers=2) as split:
+        dropped = split.metric('relight_dropped_total{reason="client_gone"}')
+        with ThreadPoolExecutor(1) as pool:
+            blocker = pool.submit(post, split.url, encode(scene(1024, 1024)))
+            time.sleep(0.2)
+            with pytest.raises(httpx.ReadTimeout):
+                post(split.url, encode(scene(24, 36)), timeout=0.6)
+            assert blocker.result().status_code == 200
+        deadline = time.monotonic() + 10
+        while split.metric('relight_dropped_total{reason="client_gone"}') == dropped and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert split.metric('relight_dropped_total{reason="client_gone"}') == dropped + 1
+
+
+def test_a_dead_worker_is_replaced(weights_file, tmp_path):
+    with running_server(weights_file, tmp_path, workers=2) as server:
+        _, workers = processes(server)
+        os.kill(min(workers), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while "starting another" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        wait_until(server, "/readyz")
+        assert all(post(server.url, encode(scene(16, 16, i))).status_code == 200 for i in range(4))
+        assert len(processes(server)[1]) == 2  # the replacement has started
+
+
+def test_when_the_model_process_dies_the_service_exits_1(weights_file, tmp_path):
+    with running_server(weights_file, tmp_path, workers=2) as server:
+        os.kill(processes(server)[0], signal.SIGKILL)
+        assert server.process.wait(timeout=60) == 1
+    assert "the model process exited" in server.log()
+    assert not shared_dir(server.log()).exists()
