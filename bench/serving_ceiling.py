@@ -8,7 +8,8 @@ The real service (`service.cli.main`) runs with an engine whose forward pass ret
 input, pinned with taskset to 1 or 2 cores; clients upload a photographic picture (a
 synthetic scene with sensor noise) and ask for the same format back. For each row: requests
 per second and the server's CPU milliseconds per request (user + system time of the
-server's process tree, from /proc). --litserve adds LitServe doing the same job (Pillow
+server's process tree, from /proc; "cores busy" is their product: how much of the cores
+the server used). --litserve adds LitServe doing the same job (Pillow
 decode, identity, PNG at level 1; bench/litserve_identity.py) on the same cores, in the
 same run. The load comes from wrk pinned to the last core where Debian's `wrk` is installed
 (with the server on one core, the generator has the other to itself), else from Python
@@ -229,8 +230,8 @@ def main() -> None:
     load = drive_wrk if args.generator == "wrk" else drive
     print(f"# {os.cpu_count()}-core machine, {args.clients} clients ({args.generator}), {args.duration:g} s per row, "
           "zero-cost model")  # fmt: skip
-    print("| server | cores | format | size | requests/s | server CPU ms/request | non-200 |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| server | cores | format | size | requests/s | server CPU ms/request | cores busy | non-200 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for kind, workers in kinds:
         for cores in (int(c) for c in args.cores.split(",")):
             server, url = start(kind, cores, workers)
@@ -244,8 +245,9 @@ def main() -> None:
                         cpu_ms = (tree_cpu_seconds(server.pid) - cpu_before) * 1000 / max(ok + failed, 1)
                         name = {"zero": "relight", "plain": "relight, h11 + asyncio", "litserve": "LitServe"}[kind]
                         name += f", {workers} workers" if workers > 1 else ""
+                        busy = (ok + failed) / seconds * cpu_ms / 1000
                         print(f"| {name} | {cores} | {image_format} | {size} | {ok / seconds:.1f} | {cpu_ms:.1f} | "
-                              f"{failed} |", flush=True)  # fmt: skip
+                              f"{busy:.2f} | {failed} |", flush=True)  # fmt: skip
             finally:
                 server.terminate()
                 server.wait(timeout=60)
