@@ -8,10 +8,10 @@ messages, each framed by its length:
     admit    (height, width, deadline)  -> reply None, or TooBig / Backlogged
     release  None
     submit   (path, capacity, shape, deadline)
-                                        -> reply None, or QueueFull / NotAccepting; later an
-                                           answer: (queue_s, inference_s, batch_size, tiles), the
-                                           relit pixels written into the same shared buffer, or
-                                           DeadlinePassed / InferenceFailed
+                                        -> later an answer: (queue_s, inference_s, batch_size,
+                                           tiles), the relit pixels written into the same shared
+                                           buffer; or QueueFull / NotAccepting / DeadlinePassed /
+                                           InferenceFailed
     withdraw reason                     -> reply None: no answer will be written after it
     forget   path                          the worker deleted that buffer: unmap it
     metrics  None                       -> reply: this process's /metrics text
@@ -156,17 +156,18 @@ async def serve_worker(
                 model.queue.release(reservations.pop(key, None))
             elif kind == "submit":
                 path, capacity, shape, deadline = value
+                reservation = reservations.pop(key, None)
                 try:
                     if path not in mapped:
                         mapped[path] = shared_images.attach(Path(path), capacity)
                     pixels = shared_images.view(mapped[path], shape)
-                    job = await model.queue.submit(pixels, deadline, reservations.pop(key, None))
+                    job = await model.queue.submit(pixels, deadline, reservation)
                 except Exception as refusal:
-                    send(writer, ("reply", key, refusal))
+                    model.queue.release(reservation)
+                    send(writer, ("answer", key, refusal))
                     continue
                 jobs[key] = job
                 job.future.add_done_callback(lambda future, key=key, pixels=pixels: answer(key, pixels, future))
-                send(writer, ("reply", key, None))
             elif kind == "withdraw":
                 if (job := jobs.pop(key, None)) is not None:
                     model.queue.withdraw(job, value)

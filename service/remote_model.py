@@ -98,13 +98,14 @@ class RemoteModel:
             await run_in_threadpool(np.copyto, shared, pixels)
         else:
             np.copyto(shared, pixels)
-        try:
-            await self._ask("submit", key, (str(buffer.path), buffer.capacity, pixels.shape, deadline))
-        except BaseException:
-            self.buffers.give_back(buffer)  # refused: the model process never wrote to it
-            raise
+        if self._reading is None or self._reading.done():
+            self.buffers.give_back(buffer)
+            raise NotAccepting
         job = RemoteJob(key, buffer, shared, asyncio.get_running_loop().create_future())
         self._jobs[key] = job
+        # Not waited for: a refusal (QueueFull, NotAccepting) comes back as the job's answer, so that an
+        # upload waits for the model process to be scheduled twice (admit, answer), not three times.
+        self._send("submit", key, (str(buffer.path), buffer.capacity, pixels.shape, deadline))
         return job
 
     def withdraw(self, job: RemoteJob, reason: str) -> None:

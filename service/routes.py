@@ -147,6 +147,14 @@ async def relight_endpoint(request: Request, state: State, format: OutputFormat 
         state.in_flight -= 1
 
 
+def not_queued(state: ServiceState, refusal: QueueFull | NotAccepting) -> HTTPException:
+    if isinstance(refusal, QueueFull):
+        state.metrics.refused.labels(reason="queue_full").inc()
+        return unavailable(f"the queue is full ({state.settings.max_queue} images waiting); retry shortly")
+    state.metrics.refused.labels(reason="draining").inc()
+    return unavailable("the service is shutting down", retry_after=5)
+
+
 async def admit(state: ServiceState, height: int, width: int, deadline: float) -> Reservation:
     try:
         return await state.model.queue.admit(height, width, deadline - time.monotonic())
@@ -186,12 +194,8 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
         job = await state.model.queue.submit(decoded.rgb, deadline, reservation)
-    except QueueFull:
-        state.metrics.refused.labels(reason="queue_full").inc()
-        raise unavailable(f"the queue is full ({state.settings.max_queue} images waiting); retry shortly") from None
-    except NotAccepting:
-        state.metrics.refused.labels(reason="draining").inc()
-        raise unavailable("the service is shutting down", retry_after=5) from None
+    except (QueueFull, NotAccepting) as refusal:
+        raise not_queued(state, refusal) from None
     try:
         return await answer(request, state, job, deadline, decoded, image_format, decode_s)
     finally:
@@ -223,6 +227,8 @@ async def answer(
         raise HTTPException(504, f"no answer within {state.settings.request_timeout_s:g} s")
     try:
         outcome = job.future.result()
+    except (QueueFull, NotAccepting) as refusal:  # from the model process, which queues after submit returns
+        raise not_queued(state, refusal) from None
     except DeadlinePassed:
         raise HTTPException(504, f"no answer within {state.settings.request_timeout_s:g} s") from None
     except InferenceFailed as error:

@@ -101,6 +101,21 @@ def test_a_client_that_leaves_is_dropped_from_the_model_process_queue(weights_fi
         assert split.metric('relight_dropped_total{reason="client_gone"}') == dropped + 1
 
 
+def test_a_full_queue_is_answered_503_from_the_model_process(weights_file, tmp_path):
+    with running_server(weights_file, tmp_path, workers=2, max_queue=1) as server:
+        with ThreadPoolExecutor(1) as pool:
+            blocker = pool.submit(post, server.url, encode(scene(1024, 1024)))
+            deadline = time.monotonic() + 30
+            while server.metric("relight_queue_depth") < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            refused = post(server.url, encode(scene(24, 36)))
+            assert refused.status_code == 503, refused.text
+            assert "queue is full" in refused.json()["detail"] and int(refused.headers["retry-after"]) >= 1
+            assert blocker.result().status_code == 200
+        assert server.metric('relight_admissions_refused_total{reason="queue_full"}') == 1
+        assert post(server.url, encode(scene(24, 36))).status_code == 200
+
+
 def test_a_dead_worker_is_replaced(weights_file, tmp_path):
     with running_server(weights_file, tmp_path, workers=2) as server:
         _, workers = processes(server)
