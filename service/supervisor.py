@@ -113,9 +113,15 @@ def supervise(settings, engine_factory, host: str, port: int, run_dir: Path, sha
     signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda sig, frame: signals.append(sig))
+    # wait() below resumes by itself after a signal handler runs; a byte on this pipe wakes it, so that a
+    # signal reaches the workers at once, not at the next timeout.
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
     passed_on, status = 0, 0
     while True:
-        wait([model.sentinel, *(worker.sentinel for worker in workers)], timeout=0.5)
+        if woken in wait([woken, model.sentinel, *(worker.sentinel for worker in workers)], timeout=0.5):
+            os.read(woken, 64)
         if not model.is_alive() and not status:
             log.error("the model process exited with %s; stopping the workers", model.exitcode)
             status = 1
@@ -136,6 +142,9 @@ def supervise(settings, engine_factory, host: str, port: int, run_dir: Path, sha
                 for buffer in shared_dir.glob(f"{worker.pid}-*"):
                     buffer.unlink(missing_ok=True)  # its shared buffers; named by worker (shared_images)
                 workers[index] = start_worker(index)
+    signal.set_wakeup_fd(-1)
+    os.close(woken)
+    os.close(wake)
     port_held.close()
     if model.is_alive():
         to_model.send("stop")
