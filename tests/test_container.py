@@ -125,13 +125,14 @@ def image(tmp_path_factory):
             engine.wait(timeout=60)
 
 
-@pytest.fixture
-def container(image):
+@pytest.fixture(params=[1, 2], ids=["one process", "two workers"])
+def container(request, image):
     port = free_port()
     name = f"relight-test-{port}"
     docker("run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
            "--health-interval", "2s", "-e", f"RELIGHT_PORT={port}", "-e", "RELIGHT_WARMUP=64x64",
-           "-e", "RELIGHT_WARMUP_TILE=false", "-e", "RELIGHT_MAX_BATCH_SIZE=1", image)  # fmt: skip
+           "-e", "RELIGHT_WARMUP_TILE=false", "-e", "RELIGHT_MAX_BATCH_SIZE=1",
+           "-e", f"RELIGHT_WORKERS={request.param}", image)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
