@@ -49,6 +49,15 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise OSError where anything listens on host:port, another relight-serve with workers included
+    (SO_REUSEPORT would let two of them share the port)."""
+    family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
 def worker_main(settings: Settings, host: str, port: int, socket_path: Path, shared_dir: Path) -> None:
     os.setpgrp()  # Ctrl-C reaches relight-serve only, which passes it on once as SIGTERM.
     # Uploads, decoded pixels and answers are megabytes each; kept by the heap, they are not faulted in anew.
@@ -74,7 +83,14 @@ def serve(settings: Settings, engine_factory: Callable[[Settings], Engine], host
         shared_images.remove_directory(run_dir)
 
 
-def supervise(settings, engine_factory, host: str, port: int, run_dir: Path, shared_dir: Path) -> int | str:
+def supervise(
+    settings: Settings,
+    engine_factory: Callable[[Settings], Engine],
+    host: str,
+    port: int,
+    run_dir: Path,
+    shared_dir: Path,
+) -> int | str:
     socket_path = run_dir / "model.sock"
     to_model, model_end = SPAWN.Pipe()
     model = SPAWN.Process(
@@ -90,7 +106,8 @@ def supervise(settings, engine_factory, host: str, port: int, run_dir: Path, sha
         model.join()
         return f"relight: cannot start: {reason}"
     try:
-        # Bound, never listening: it only holds the port (and says at once when it is taken).
+        check_port_free(host, port)
+        # Bound, never listening: it holds the port for the workers' sockets.
         port_held = reuse_port_socket(host, port)
     except OSError as error:
         to_model.send("stop")

@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -83,6 +84,15 @@ def test_the_workers_share_one_queue_and_their_metrics_add_up(servers):
     for path in ("/healthz", "/readyz", "/info"):
         assert httpx.get(split.url + path).status_code == 200
     assert httpx.get(split.url + "/info").json()["settings"]["workers"] == 2
+
+
+def test_a_second_service_on_the_same_port_does_not_start(servers):
+    _, split = servers
+    env = {**os.environ, "RELIGHT_WORKERS": "2", "RELIGHT_PORT": split.url.rsplit(":", 1)[1], "RELIGHT_WARMUP": "",
+           "RELIGHT_WARMUP_TILE": "false", "RELIGHT_COMPILE": "off"}  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "service.cli"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("relight: cannot start: cannot listen on")
 
 
 def test_a_client_that_leaves_is_dropped_from_the_model_process_queue(weights_file, tmp_path):
