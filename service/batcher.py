@@ -152,10 +152,6 @@ class Batcher:
         metrics.backlog.set_function(self.backlog_seconds)
         metrics.seconds_per_megapixel.set_function(lambda: (self.seconds_per_pixel or 0.0) * 1e6)
 
-    @property
-    def depth(self) -> int:
-        return len(self._jobs)
-
     def start(self) -> None:
         self._consumer = asyncio.create_task(self._consume(), name="relight-batcher")
 

@@ -42,29 +42,28 @@ class RequestMetrics:
     """Registered in `registry`; None where prometheus-client's multiprocess mode collects them from files."""
 
     def __init__(self, registry: CollectorRegistry | None):
-        self.registry = registry
         self.request_duration = Histogram(
             "relight_request_duration_seconds",
             "End-to-end /relight latency, from the first byte of the request to the answer.",
             ["status"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.stage_duration = Histogram(
             "relight_stage_duration_seconds",
             "Time spent per stage of a /relight request.",
             ["stage"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.requests = Counter(
-            "relight_requests_total", "Finished /relight requests by HTTP status.", ["status"], registry=self.registry
+            "relight_requests_total", "Finished /relight requests by HTTP status.", ["status"], registry=registry
         )
         self.refused = Counter(
             "relight_admissions_refused_total",
             "Uploads refused before queueing, by reason (queue_full, backlog, too_big, not_ready, draining).",
             ["reason"],
-            registry=self.registry,
+            registry=registry,
         )
         for stage in STAGES:
             self.stage_duration.labels(stage=stage)
@@ -74,47 +73,46 @@ class RequestMetrics:
 
 class ModelMetrics:
     def __init__(self, registry: CollectorRegistry, max_batch_size: int):
-        self.registry = registry
         self.batch_size = Histogram(
             "relight_batch_size",
             "Images per forward pass.",
             buckets=batch_buckets(max_batch_size),
-            registry=self.registry,
+            registry=registry,
         )
-        self.queue_depth = Gauge("relight_queue_depth", "Images waiting for the model.", registry=self.registry)
+        self.queue_depth = Gauge("relight_queue_depth", "Images waiting for the model.", registry=registry)
         self.dropped = Counter(
             "relight_dropped_total",
             "Images whose windows were dropped before inference, by reason (client_gone, deadline, failed).",
             ["reason"],
-            registry=self.registry,
+            registry=registry,
         )
         self.tiles = Counter(
             "relight_tiles_total",
             "Windows (tiles, or whole images that fit in one) by outcome: run, or dropped unrun when their client "
             "left or their deadline passed.",
             ["outcome"],
-            registry=self.registry,
+            registry=registry,
         )
         self.backlog = Gauge(
             "relight_backlog_seconds",
             "Estimated compute time of all accepted work not yet run: the autoscaling signal.",
-            registry=self.registry,
+            registry=registry,
         )
         self.seconds_per_megapixel = Gauge(
             "relight_seconds_per_megapixel",
             "The compute-time estimate admission uses, measured in warm-up and followed as batches run.",
-            registry=self.registry,
+            registry=registry,
         )
         self.compiled_graphs = Gauge(
             "relight_compiled_graphs",
             "Graphs torch.compile has built in this process: one per warmed shape, constant while serving.",
-            registry=self.registry,
+            registry=registry,
         )
         self.model_info = Gauge(
             "relight_model_info",
             "The model being served (value 1).",
             ["device", "dtype", "weights_sha256"],
-            registry=self.registry,
+            registry=registry,
         )
         for reason in ("client_gone", "deadline", "failed"):
             self.dropped.labels(reason=reason)
