@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.fault_server import POISON, SLOW
+from tests.engines import POISON, SLOW
 from tests.images import decode, encode, png_with_header, scene
 from tests.server import running_server, wait_until
 
@@ -139,7 +139,7 @@ def test_info_and_health(server):
 def faulty_server(weights_file, tmp_path_factory):
     """The real engine behind a test-only seam that fails on batches holding an all-13 image."""
     with running_server(
-        weights_file, tmp_path_factory.mktemp("logs"), command=[sys.executable, "-m", "tests.fault_server"],
+        weights_file, tmp_path_factory.mktemp("logs"), command=[sys.executable, "-m", "tests.engines"],
         max_wait_ms=0, max_queue=2, max_batch_size=1, request_timeout_s=2,
     ) as running:  # fmt: skip
         yield running

@@ -1,0 +1,40 @@
+"""Test-only engines, launched as the real service: `python -m tests.engines` (RELIGHT_* settings as usual).
+
+The engine is the real Engine (weights loaded, settings honoured) with seams that no user setting reaches:
+
+- A known cost: with RELIGHT_TEST_SECONDS_PER_MEGAPIXEL set, a forward pass returns its input after
+  sleeping that many seconds per megapixel of the batch. Tests of scheduling, admission, cancellation
+  and deadlines then hold on any CPU and under any load, where the real network's speed differs 20x
+  between the CPU kinds seen here. Unset, the real network runs.
+- Faults: a batch holding an all-13 image raises; one holding an all-7 image takes 3 s longer (longer
+  than its estimate: a late answer).
+"""
+
+import os
+import time
+
+import numpy as np
+
+from service.cli import main
+from service.engine import BatchResult, Engine
+
+POISON = 13
+SLOW = 7
+SECONDS_PER_MEGAPIXEL = "RELIGHT_TEST_SECONDS_PER_MEGAPIXEL"
+
+
+class SeamedEngine(Engine):
+    def run(self, pixels: np.ndarray) -> BatchResult:
+        if (pixels == POISON).all(axis=(1, 2, 3)).any():
+            raise RuntimeError("injected fault")
+        if (pixels == SLOW).all(axis=(1, 2, 3)).any():
+            time.sleep(3)
+        if SECONDS_PER_MEGAPIXEL not in os.environ:
+            return super().run(pixels)
+        seconds = float(os.environ[SECONDS_PER_MEGAPIXEL]) * pixels[..., 0].size / 1e6
+        time.sleep(seconds)
+        return BatchResult(pixels.copy(), seconds)
+
+
+if __name__ == "__main__":
+    main(engine_factory=SeamedEngine)
