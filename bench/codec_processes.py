@@ -6,7 +6,7 @@
 fpng keeps the GIL while it encodes, so threads do not spread a PNG answer over the cores;
 a process pool would, at the price of moving the pixels between processes. Each row runs
 in a fresh process pinned with taskset: four client threads each decode an upload and
-encode the pixels back (through `service.imaging`, as the service does), for a few seconds.
+encode the pixels back (through `service.codecs.imaging`, as the service does), for a few seconds.
 Columns: images per second, and the main process's CPU milliseconds per image (all its
 threads: what stays on the side of the GIL that also runs the event loop).
 """
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.serving_ceiling import picture, upload  # noqa: E402
-from service.imaging import Metadata, decode, encode  # noqa: E402
+from service.codecs.imaging import Metadata, decode, encode  # noqa: E402
 
 MODES = {
     "threads": "threads (the service)",

@@ -35,7 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.imaging import decode  # noqa: E402
+from service.codecs.imaging import decode  # noqa: E402
 from tests.server import Server, free_port, wait_until  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")

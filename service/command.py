@@ -29,12 +29,11 @@ from tqdm import tqdm
 
 from model.tiling import relight_tiled
 from service.batcher import Tiling
+from service.codecs.formats import SUFFIX_FORMATS, answer_suffix, same_format
+from service.codecs.imaging import DecodedImage, ImageError, decode, encode
 from service.engine import Engine
-from service.imaging import SAME_FORMAT, DecodedImage, ImageError, decode, encode
 from service.settings import Settings
 
-SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
-FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 IMAGE_SUFFIXES = {suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN}
 MAX_RETRIES = 20
 
@@ -42,23 +41,21 @@ MAX_RETRIES = 20
 @dataclass
 class Task:
     source: Path
-    target: Path  # for a folder: the same name, with .png where the format cannot be kept
-    image_format: str | None = None  # None: the upload's own (PNG for formats other than PNG/JPEG/WebP)
+    target: Path  # for a folder: the same name, with the answer format's suffix where the format cannot be kept
+    image_format: str | None = None  # None: the upload's own (service.codecs.formats.same_format)
 
 
 def folder_tasks(in_dir: Path, out_dir: Path) -> list[Task]:
     tasks = []
     for source in sorted(in_dir.iterdir()):
         if source.is_file() and not source.name.startswith(".") and source.suffix.lower() in IMAGE_SUFFIXES:
-            keeps_format = source.suffix.lower() in SUFFIX_FORMATS
-            tasks.append(Task(source, out_dir / (source.name if keeps_format else source.stem + ".png")))
+            tasks.append(Task(source, out_dir / (source.stem + answer_suffix(source.suffix))))
     return tasks
 
 
 def file_task(source: Path, output: Path | None) -> Task:
     if output is None:
-        suffix = source.suffix if source.suffix.lower() in SUFFIX_FORMATS else ".png"
-        output = source.with_name(f"{source.stem}-relit{suffix}")
+        output = source.with_name(f"{source.stem}-relit{answer_suffix(source.suffix)}")
     return Task(source, output, SUFFIX_FORMATS.get(output.suffix.lower()))
 
 
@@ -95,7 +92,7 @@ def relight_locally(tasks: list[Task], bar: tqdm, failures: Failures) -> None:
         else:
             outputs = list(run(np.stack([decoded.rgb for _, decoded in group])))
         for (task, decoded), output in zip(group, outputs, strict=True):
-            image_format = task.image_format or SAME_FORMAT.get(decoded.source_format, "png")
+            image_format = task.image_format or same_format(decoded.source_format)
             write(task, encode(output, decoded.alpha, image_format, decoded.metadata))
             bar.update()
 

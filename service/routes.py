@@ -3,10 +3,12 @@
 import asyncio
 import hmac
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AfterValidator
 from starlette.datastructures import UploadFile
 
 from service.batcher import (
@@ -18,16 +20,8 @@ from service.batcher import (
     Reservation,
     TooBig,
 )
-from service.imaging import (
-    FORMATS,
-    DecodedImage,
-    ImageError,
-    OutputFormat,
-    choose_format,
-    decode_opened,
-    encode,
-    open_upload,
-)
+from service.codecs.formats import MEDIA_TYPES, accepted_names, choose_format, format_named
+from service.codecs.imaging import DecodedImage, ImageError, decode_opened, encode, open_upload
 from service.middleware import BodyTooLarge, UploadTooSlow
 from service.page import page, wants_page
 from service.state import ServiceState, State
@@ -44,7 +38,7 @@ def error_response(status: int, description: str) -> dict:
 
 RELIGHT_RESPONSES = {
     200: {"description": "The relit image, same width and height as the upload.",
-          "content": {mime: {"schema": {"type": "string", "format": "binary"}} for mime in FORMATS.values()}},
+          "content": {mime: {"schema": {"type": "string", "format": "binary"}} for mime in MEDIA_TYPES.values()}},
     400: error_response(400, "The upload cannot be decoded (truncated, corrupt) or the body is malformed."),
     401: error_response(401, "RELIGHT_API_KEY is set and X-API-Key is missing or wrong."),
     408: error_response(408, "The request body was not received within RELIGHT_UPLOAD_TIMEOUT_S."),
@@ -76,6 +70,14 @@ RELIGHT_BODY = {
 
 def unavailable(detail: str, retry_after: int = 1) -> HTTPException:
     return HTTPException(503, detail, headers={"Retry-After": str(retry_after)})
+
+
+# ?format=: any spelling of an answer format, case-insensitive; an unknown one is a 422 naming the accepted ones.
+FormatName = Annotated[
+    str | None,
+    AfterValidator(lambda spelling: spelling if spelling is None else format_named(spelling)),
+    Query(description=f"The answer's format, in any usual spelling: {accepted_names()}."),
+]
 
 
 def require_api_key(request: Request, state: State) -> None:
@@ -131,7 +133,7 @@ async def wait_for_disconnect(request: Request) -> None:
     response_class=Response,
     dependencies=[Depends(require_api_key)],
 )
-async def relight_endpoint(request: Request, state: State, format: OutputFormat | None = None):
+async def relight_endpoint(request: Request, state: State, format: FormatName = None):
     arrived = time.monotonic()
     deadline = arrived + state.settings.request_timeout_s
     if state.draining:
@@ -245,7 +247,7 @@ async def answer(
                               ("encode", encode_s))
     )  # fmt: skip
     headers = {"Server-Timing": timing, "X-Batch-Size": str(outcome.batch_size), "X-Tiles": str(outcome.tiles)}
-    return Response(body, media_type=FORMATS[image_format], headers=headers)
+    return Response(body, media_type=MEDIA_TYPES[image_format], headers=headers)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

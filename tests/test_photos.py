@@ -9,10 +9,10 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from model.weights import SHIPPED_WEIGHTS
-from service.colour import SRGB_ICC, AnswerColour
-from service.fastjpeg import decode_jpeg
-from service.fastpng import encode_png
-from service.imaging import ImageError, Metadata, decode, encode, open_upload, plain_jpeg
+from service.codecs.colour import SRGB_ICC, AnswerColour
+from service.codecs.fastjpeg import decode_jpeg
+from service.codecs.fastpng import encode_png
+from service.codecs.imaging import ImageError, Metadata, decode, encode, open_upload, plain_jpeg
 from tests.images import scene
 from tests.server import running_server
 

@@ -1,37 +1,45 @@
 """Upload bytes -> uint8 sRGB pixels (+ alpha) and back, with every failure a clear client error.
 
 Alpha: the network relights RGB only. An upload's alpha channel (RGBA, LA, palette
-transparency) is carried over unchanged to PNG and WebP answers; JPEG answers drop it.
+transparency) is carried over unchanged to PNG, WebP, AVIF and HEIC answers; JPEG answers drop it.
 Animated GIF/APNG/WebP: the first frame is relit. EXIF orientation is applied first, so
 the answer is upright the way a viewer shows the upload.
 
-What a photo carries comes back with it: its colour space and ICC profile (service.colour),
+What a photo carries comes back with it: its colour space and ICC profile (service.codecs.colour),
 its EXIF (orientation set to 1, since it is applied), DPI, XMP, and a PNG's text chunks where
-the answer's format can hold them (JPEG and WebP have no text chunks; WebP no DPI).
+the answer's format can hold them (only PNG has text chunks; only PNG and JPEG hold DPI).
+HEIC/HEIF is read through service.codecs.heif, AVIF by Pillow itself (libavif), both with the
+same orientation, colour and metadata handling as JPEG.
 """
 
 import io
 import struct
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from service.colour import AnswerColour, from_srgb, to_srgb
-from service.fastjpeg import decode_jpeg
-from service.fastpng import encode_png
+from service.codecs import heif
+from service.codecs.colour import AnswerColour, from_srgb, to_srgb
+from service.codecs.fastjpeg import decode_jpeg
+from service.codecs.fastpng import encode_png
 
 # Our own pixel limit (checked from the header) comes first; Pillow's bomb check stays as a backstop.
 Image.MAX_IMAGE_PIXELS = None
 
-FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-# Pillow's format names of uploads answered in their own format (MPO: JPEGs from phone cameras).
-SAME_FORMAT = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}
 XMP_KEY = "XML:com.adobe.xmp"
 ORIENTATION = 0x0112
-OutputFormat = Literal["png", "jpeg", "webp"]
+# Answer format -> Pillow's writer and its settings. Fast ones: encoding a 1024x1024 answer must cost little next
+# to the model (AVIF at libavif's fastest speed, HEIC: service.codecs.heif).
+WRITERS = {
+    "png": ("PNG", {"compress_level": 1}),
+    "jpeg": ("JPEG", {"quality": 90}),
+    "webp": ("WEBP", {"quality": 90, "method": 0}),
+    "avif": ("AVIF", {"quality": 90, "speed": 10}),
+    "heic": (heif.FORMAT, heif.SAVE_OPTIONS),
+}
+DPI_FORMATS = {"png", "jpeg"}
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -77,9 +85,16 @@ SIGNATURES = {
 }  # fmt: skip
 
 
+# ISO base media files (HEIF, AVIF) open with an `ftyp` box whose major brand names the kind.
+FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC",
+               b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}  # fmt: skip
+
+
 def claimed_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
+    if data[4:8] == b"ftyp" and data[8:12] in FTYP_BRANDS:
+        return FTYP_BRANDS[data[8:12]]
     return next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), None)
 
 
@@ -96,7 +111,7 @@ def open_image(data: bytes) -> Image.Image:
         if claimed:
             raise ImageError(400, f"the file starts like a {claimed} image but its header is invalid") from None
         raise ImageError(
-            415, "the upload is not an image in a format this service reads (PNG, JPEG, WebP, ...)"
+            415, "the upload is not an image in a format this service reads (PNG, JPEG, WebP, HEIC, AVIF, ...)"
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
         raise ImageError(400, f"the image header or a checksum is broken: {error}") from None
@@ -141,12 +156,13 @@ def decode_opened(image: Image.Image) -> DecodedImage:
             return decoded
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+    # RuntimeError: what Pillow's AVIF decoder raises for corrupt image data.
+    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError, Image.DecompressionBombError) as error:
         raise ImageError(400, f"the image data cannot be decoded (truncated or corrupt?): {error}") from None
 
 
 def plain_jpeg(image: Image.Image) -> DecodedImage | None:
-    """An 8-bit RGB JPEG with no profile and no rotation, decoded by service.fastjpeg; None otherwise.
+    """An 8-bit RGB JPEG with no profile and no rotation, decoded by service.codecs.fastjpeg; None otherwise.
 
     Pillow has read every marker (EXIF, XMP, DPI) from the header already, so the metadata is the same.
     """
@@ -188,7 +204,7 @@ def split_channels(image: Image.Image, source_format: str) -> DecodedImage:
 
 
 def encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, metadata: Metadata | None = None) -> bytes:
-    """Fast settings: encoding a 1024x1024 answer must cost little next to the model."""
+    """uint8 (H, W, 3) sRGB pixels (+ uint8 (H, W) alpha) -> bytes in `image_format` (a key of WRITERS)."""
     metadata = metadata or Metadata()
     rgb = from_srgb(rgb, metadata.colour)
     options = save_options(image_format, metadata)
@@ -200,13 +216,9 @@ def encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, metadat
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
         image = Image.fromarray(rgb, "RGB")
+    writer, settings = WRITERS[image_format]
     buffer = io.BytesIO()
-    if image_format == "png":
-        image.save(buffer, "PNG", compress_level=1, **options)
-    elif image_format == "jpeg":
-        image.save(buffer, "JPEG", quality=90, **options)
-    else:
-        image.save(buffer, "WEBP", quality=90, method=0, **options)
+    image.save(buffer, writer, **settings, **options)
     return buffer.getvalue()
 
 
@@ -216,7 +228,7 @@ def save_options(image_format: str, metadata: Metadata) -> dict:
         options["icc_profile"] = metadata.colour.icc
     if metadata.exif:
         options["exif"] = metadata.exif
-    if metadata.dpi and image_format != "webp":
+    if metadata.dpi and image_format in DPI_FORMATS:
         options["dpi"] = metadata.dpi
     if image_format == "png":
         if metadata.text or metadata.xmp:
@@ -229,15 +241,3 @@ def save_options(image_format: str, metadata: Metadata) -> dict:
     elif metadata.xmp:
         options["xmp"] = metadata.xmp
     return options
-
-
-def choose_format(query: str | None, accept: str | None, source_format: str) -> str:
-    """?format= wins; else the first of png/jpeg/webp the Accept header names; else the upload's (PNG for others)."""
-    if query is not None:
-        return query
-    for part in (accept or "").split(","):
-        media = part.split(";")[0].strip().lower()
-        for name, mime in FORMATS.items():
-            if media == mime:
-                return name
-    return SAME_FORMAT.get(source_format, "png")

@@ -2,7 +2,7 @@
 
 Same library as Pillow's decoder, same default DCT and upsampling, so the pixels are Pillow's
 (a test compares them); the gain is the work around it: no PIL image to copy out of. It takes
-the plain case only (8-bit RGB, no profile, upright; service.imaging decides) and strict mode,
+the plain case only (8-bit RGB, no profile, upright; service.codecs.imaging decides) and strict mode,
 so a truncated or corrupt file raises here as it does in Pillow. Any failure, the package
 missing included, means Pillow decodes instead.
 """

@@ -1,0 +1,9 @@
+"""Bytes to pixels and back: the service's codecs, used by the routes, the workers and the `relight` command.
+
+imaging   upload bytes -> uint8 sRGB pixels (+ alpha, metadata) and back; every failure a clear 4xx
+formats   the answer formats: their names as people write them, media types, file suffixes, the default
+colour    ICC profiles: the network sees sRGB, the answer keeps the upload's colour space
+heif      HEIC/HEIF (the iPhone camera's format) through pillow-heif
+fastjpeg  simplejpeg for plain JPEG uploads
+fastpng   fpng for PNG answers
+"""
