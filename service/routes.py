@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator
-from starlette.datastructures import UploadFile
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.batcher import (
     Backlogged,
@@ -21,12 +22,15 @@ from service.batcher import (
     TooBig,
 )
 from service.codecs.formats import MEDIA_TYPES, accepted_names, choose_format, format_named
+from service.codecs.heif import CAN_ENCODE as HEIC_ENCODER
 from service.codecs.imaging import DecodedImage, ImageError, decode_opened, encode, open_upload
 from service.middleware import BodyTooLarge, UploadTooSlow
 from service.page import page, wants_page
 from service.state import ServiceState, State
 
 router = APIRouter()
+# Parts in a /relight body: the image and a few form fields a page may add; more is no photo upload.
+MAX_PARTS = 20
 
 
 def error_response(status: int, description: str) -> dict:
@@ -45,7 +49,7 @@ RELIGHT_RESPONSES = {
     413: error_response(413, "More than RELIGHT_MAX_UPLOAD_BYTES bytes, more than RELIGHT_MAX_PIXELS pixels, or more "
                              "pixels than this device can relight within RELIGHT_REQUEST_TIMEOUT_S."),
     415: error_response(415, "Not multipart/form-data, or the file is not an image."),
-    422: error_response(422, "No `image` file field, more than one, or an unknown `format`."),
+    422: error_response(422, "No `image` part, more than one, or an unknown `format` (the detail lists the names)."),
     500: error_response(500, "The model failed on this request's batch (never caused by an upload)."),
     503: error_response(503, "Queue full, too much work ahead to finish before the deadline, starting up or "
                              "draining; retry after Retry-After seconds."),
@@ -66,6 +70,26 @@ RELIGHT_BODY = {
         },
     }
 }
+
+
+HEIC_ANSWER = (
+    "HEIC uploads are answered as HEIC (this server's libheif has an HEVC encoder)"
+    if HEIC_ENCODER
+    else "HEIC uploads are answered as JPEG (this server's libheif has no HEVC encoder, so `heic` is no answer format)"
+)
+RELIGHT_DESCRIPTION = (
+    "Upload one image as the multipart field `image` (PNG, JPEG, WebP, HEIC/HEIF, AVIF, GIF, BMP, TIFF, ...), with "
+    "any file name or none (`filename`, `filename*=utf-8''...`). The answer is the same scene lit from the East at "
+    "4500 K, at the same width and height. Format: `?format=` if given, else the first answer format the Accept "
+    "header names, else the upload's own format when it is PNG, JPEG, WebP or AVIF, else PNG; " + HEIC_ANSWER + ". "
+    "Formats may be named in any usual spelling, in any case (`jpg`, `JPEG`, `image/jpg`, `heif`, ...: the `format` "
+    "parameter lists them). An embedded ICC profile is converted to sRGB for the network and the answer converted "
+    "back into the upload's colour space with the same profile (CMYK and grey uploads come back in sRGB with its "
+    "profile). EXIF (orientation set to 1), DPI, XMP and PNG text chunks are carried over where the answer's format "
+    "holds them. EXIF orientation (and HEIF's own rotation) is applied first. Alpha is carried over unchanged to "
+    "PNG, WebP, AVIF and HEIC answers (JPEG drops it); 16-bit images are reduced to 8 bits; animations give their "
+    "first frame. Images with a side above RELIGHT_TILE_SIZE are relit in overlapping tiles."
+)
 
 
 def unavailable(detail: str, retry_after: int = 1) -> HTTPException:
@@ -89,24 +113,81 @@ def require_api_key(request: Request, state: State) -> None:
         raise HTTPException(401, "missing or wrong X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
 
 
+class ImageParts:
+    """python-multipart's callbacks for /relight's body: the parts named `image`, whatever form their file name takes.
+
+    Starlette's form parser decides file or text field by a plain `filename` parameter alone, so a part with only
+    RFC 2231's `filename*=utf-8''...` (python-multipart ignores the extended syntax, which RFC 7578 forbids but
+    clients send) or with no file name at all became a text field: decoded to str and capped at 1 MB. Here the
+    field name alone decides, as for a browser's form; other parts are counted and dropped unread. A part counts
+    once its closing boundary has arrived. `images`: the bodies of the complete `image` parts, in order.
+    """
+
+    def __init__(self, max_parts: int):
+        self.max_parts, self.parts = max_parts, 0
+        self.images: list[bytearray] = []
+        self.header_name, self.header_value, self.disposition = bytearray(), bytearray(), b""
+        self.body: bytearray | None = None
+
+    def callbacks(self) -> dict:
+        return {name: getattr(self, name) for name in dir(self) if name.startswith("on_")}
+
+    def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_parts:
+            raise MultipartParseError(f"more than {self.max_parts} parts")
+        self.disposition, self.body = b"", None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self.header_name.lower() == b"content-disposition":
+            self.disposition = bytes(self.header_value)
+        self.header_name, self.header_value = bytearray(), bytearray()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.disposition)
+        if b"name" not in options:
+            raise MultipartParseError('a part has no Content-Disposition "name"')
+        self.body = bytearray() if options[b"name"] == b"image" else None
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.body is not None:
+            self.body += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self.body is not None:
+            self.images.append(self.body)
+
+
 async def read_upload(request: Request) -> bytes:
+    """The bytes of the multipart part named `image`: 415 if the body is not multipart, 400 if it cannot be
+    parsed, 422 without exactly one such part."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise HTTPException(415, "send the image as multipart/form-data with a file field named 'image'")
+    parts = ImageParts(MAX_PARTS)
     try:
-        form = await request.form(max_files=4, max_fields=16)
+        boundary = parse_options_header(content_type)[1].get(b"boundary")
+        if not boundary:
+            raise MultipartParseError("the Content-Type has no boundary")
+        parser = MultipartParser(boundary, parts.callbacks())
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
     except (HTTPException, BodyTooLarge, UploadTooSlow):
         raise
-    except Exception as error:  # the multipart parser raises several types for malformed bodies
+    except Exception as error:  # the multipart parser raises several types for malformed bodies; a client gone
         raise HTTPException(400, f"the multipart body cannot be parsed: {error}") from None
-    images = form.getlist("image")
-    if not images:
+    if not parts.images:
         raise HTTPException(422, "missing the multipart file field 'image'")
-    if len(images) > 1:
+    if len(parts.images) > 1:
         raise HTTPException(422, "send exactly one 'image' field")
-    if not isinstance(images[0], UploadFile):
-        raise HTTPException(422, "the 'image' field must be a file, not a text value")
-    return await images[0].read()
+    return bytes(parts.images[0])
 
 
 async def wait_for_disconnect(request: Request) -> None:
@@ -117,17 +198,7 @@ async def wait_for_disconnect(request: Request) -> None:
 @router.post(
     "/relight",
     summary="Relight a photo from North/6500 K to East/4500 K",
-    description=(
-        "Upload one image as the multipart field `image` (PNG, JPEG, WebP, GIF, BMP, TIFF, ...). The answer is the "
-        "same scene lit from the East at 4500 K, at the same width and height. Format: `?format=` if given, else the "
-        "first of PNG, JPEG or WebP the Accept header names, else the upload's own format when it is PNG, JPEG or "
-        "WebP, else PNG. An embedded ICC profile is converted to sRGB for the network and the answer converted back "
-        "into the upload's colour space with the same profile (CMYK and grey uploads come back in sRGB with its "
-        "profile). EXIF (orientation set to 1), DPI, XMP and PNG text chunks are carried over where the answer's "
-        "format holds them. EXIF orientation is applied first. Alpha is carried over unchanged to PNG and WebP "
-        "answers (JPEG drops it); 16-bit images are reduced to 8 bits; animations give their first frame. Images "
-        "with a side above RELIGHT_TILE_SIZE are relit in overlapping tiles."
-    ),
+    description=RELIGHT_DESCRIPTION,
     responses=RELIGHT_RESPONSES,
     openapi_extra=RELIGHT_BODY,
     response_class=Response,

@@ -58,12 +58,15 @@ def accepted_names() -> str:
     return ", ".join(f"{name} ({', '.join(spellings(name)[1:])})" for name in WRITTEN)
 
 
-def format_named(spelling: str) -> str:
-    """A format as a client wrote it (`JPG`, `.jpeg`, `image/jpg`, `heif`) -> the answer format (`jpeg`).
+def known_format(spelling: str) -> str | None:
+    """A format as a client wrote it (`JPG`, `.jpeg`, `image/jpg`, `heif`) -> the format (`jpeg`); None if unknown."""
+    return SPELLINGS.get(spelling.strip().lower().removeprefix("."))
 
-    Raises ValueError naming every accepted spelling when `spelling` names no format this installation writes.
-    """
-    name = SPELLINGS.get(spelling.strip().lower().removeprefix("."))
+
+def format_named(spelling: str) -> str:
+    """known_format, for ?format=: raises ValueError naming every accepted spelling when `spelling` names no format
+    this installation writes."""
+    name = known_format(spelling)
     if name is None:
         raise ValueError(f"unknown format {spelling!r}; this service answers in {accepted_names()}")
     if name not in MEDIA_TYPES:
@@ -95,7 +98,6 @@ def choose_format(asked: str | None, accept: str | None, source_format: str) -> 
     if asked is not None:
         return asked
     for part in (accept or "").split(","):
-        name = SPELLINGS.get(part.split(";")[0].strip().lower())
-        if name in MEDIA_TYPES:
+        if (name := known_format(part.split(";")[0])) in MEDIA_TYPES:
             return name
     return same_format(source_format)
