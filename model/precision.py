@@ -1,6 +1,14 @@
 """Which reduced precision is fast *and* accurate on a device: shared by training and serving."""
 
+import os
+import platform
+import re
+from pathlib import Path
+
 import torch
+
+# The instruction sets that decide the CPU's fast path: AVX-512 and its bf16 dot products, Intel AMX tiles.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -16,3 +24,22 @@ def fast_autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return None
+
+
+def cpu_kind() -> str:
+    """One line naming this CPU: model name, which of CPU_FLAGS it has (/proc/cpuinfo), cores, torch's fast path.
+
+    Benchmarks print it above their tables and CI at the top of its log, so a result or a failure can be
+    tied to the kind of machine it came from (AMX, AVX512-BF16 and AVX2-only CPUs have all been seen here).
+    """
+    cpuinfo = Path("/proc/cpuinfo")
+    info = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
+    flags_line = re.search(r"^flags\s*:\s*(.+)$", info, re.MULTILINE)
+    flags = set(flags_line[1].split()) if flags_line else set()
+    present = [flag for flag in CPU_FLAGS if flag in flags] or ["none of " + "/".join(CPU_FLAGS)]
+    return (
+        f"{name[1].strip() if name else platform.processor() or platform.machine()}: {', '.join(present)}; "
+        f"{len(os.sched_getaffinity(0))} cores; torch {torch.__version__}, "
+        f"capability {torch.backends.cpu.get_cpu_capability()}, fast bf16 {cpu_has_fast_bf16()}"
+    )

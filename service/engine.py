@@ -8,6 +8,7 @@ compilation and nothing recompiles while serving.
 """
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -27,6 +28,7 @@ from service.settings import Settings
 log = logging.getLogger("relight.engine")
 
 TIMING_SHAPE = (256, 256)
+TIMING_AREA = TIMING_SHAPE[0] * TIMING_SHAPE[1]
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -92,25 +94,50 @@ class Engine:
             self.dtype_name,
         )
 
-    def warm_up(self, shapes: list[tuple[int, int]], batch_limit: Callable[[int, int], int]) -> float:
+    def warm_up(
+        self,
+        shapes: list[tuple[int, int]],
+        batch_limit: Callable[[int, int], int],
+        budget_s: float = math.inf,
+    ) -> float:
         """The first pass at a new shape builds kernels (oneDNN, cuDNN autotuning): pay for it before serving.
 
-        Returns seconds per pixel, timed on the largest shape (at least 256x256, where the per-pixel work
-        outweighs the fixed cost of a pass) once its kernels are built.
+        shapes are (height, width) in pixels; batch_limit(height, width) the largest batch served at that shape.
+        Every shape runs at batch 1. The first shape of at least 256x256 (else 256x256 itself) is then timed
+        again, its kernels built: that gives the seconds per pixel admission starts from. The larger batches
+        run next, while the estimated compute of the warm-up (seconds per pixel x pixels of each pass) stays
+        within budget_s: where one 1024x1024 pass takes 10 s (fp32 on two AVX2 cores) the full warm-up took
+        minutes, and a batch that was not warmed costs its first users one slow pass, not a late readiness.
+
+        Returns seconds per pixel.
         """
+        timing = next((shape for shape in shapes if shape[0] * shape[1] >= TIMING_AREA), TIMING_SHAPE)
+        self._warm(1, *timing, compiled=timing in shapes)
+        seconds_per_pixel = self.run(np.zeros((1, *timing, 3), np.uint8)).inference_s / (timing[0] * timing[1])
+        log.info("throughput %.3f s per megapixel (%dx%d)", seconds_per_pixel * 1e6, timing[1], timing[0])
+        for shape in shapes:
+            if shape != timing:
+                self._warm(1, *shape)
+        estimated_s = seconds_per_pixel * sum(height * width for height, width in {timing, *shapes})
         for height, width in shapes:
-            for batch in sorted({1, batch_limit(height, width)}):
-                if self.compiled is not None:
-                    self.compiled_shapes.add((batch, height, width))
-                start = time.perf_counter()
-                self.run(np.zeros((batch, height, width, 3), np.uint8))
-                log.info("warmed %dx%d batch %d in %.2f s", width, height, batch, time.perf_counter() - start)
-        height, width = max([*shapes, TIMING_SHAPE], key=lambda shape: shape[0] * shape[1])
-        if (height, width) not in shapes:
-            self.run(np.zeros((1, height, width, 3), np.uint8))
-        seconds_per_pixel = self.run(np.zeros((1, height, width, 3), np.uint8)).inference_s / (height * width)
-        log.info("throughput %.3f s per megapixel (%dx%d)", seconds_per_pixel * 1e6, width, height)
+            batch = batch_limit(height, width)
+            estimate_s = seconds_per_pixel * batch * height * width
+            if batch == 1:
+                continue
+            if estimated_s + estimate_s > budget_s:
+                log.info("%dx%d batch %d not warmed: its pass (about %.0f s) would take warm-up past its %.0f s budget",
+                         width, height, batch, estimate_s, budget_s)  # fmt: skip
+                continue
+            self._warm(batch, height, width)
+            estimated_s += estimate_s
         return seconds_per_pixel
+
+    def _warm(self, batch: int, height: int, width: int, compiled: bool = True) -> None:
+        if self.compiled is not None and compiled:
+            self.compiled_shapes.add((batch, height, width))
+        start = time.perf_counter()
+        self.run(np.zeros((batch, height, width, 3), np.uint8))
+        log.info("warmed %dx%d batch %d in %.2f s", width, height, batch, time.perf_counter() - start)
 
     def run(self, pixels: np.ndarray) -> BatchResult:
         """Relight uint8 (N, H, W, 3); on CUDA out-of-memory, the batch is split in halves and retried."""

@@ -6,6 +6,7 @@ The app holds one of these with RELIGHT_WORKERS=1; with more, the model process 
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -44,15 +45,25 @@ class LocalModel:
         self._warmup = asyncio.create_task(self._warm_up())
 
     async def stop(self) -> None:
-        """Finish every queued job, then stop."""
-        if self._warmup is not None:
-            self._warmup.cancel()
+        """Finish every queued job, then stop; during warm-up, end the process at once (exit status 0).
+
+        Nothing is accepted before warm-up ends, so there is nothing to drain, but the inference thread is
+        inside a forward pass that cannot be interrupted (tens of seconds on a slow CPU, or a compilation),
+        and Python's exit would wait for it: `docker stop` would SIGKILL the process first.
+        """
+        if self._warmup is not None and not self._warmup.done():
+            log.warning("stopped during warm-up: nothing was accepted; exiting without finishing it")
+            logging.shutdown()
+            os._exit(0)
         await self.queue.stop()
 
     async def _warm_up(self) -> None:
         try:
             self.queue.seconds_per_pixel = await self.queue.run_in_worker(
-                self.engine.warm_up, self.settings.warmup_shapes(), self.queue.tiling.batch_limit
+                self.engine.warm_up,
+                self.settings.warmup_shapes(),
+                self.queue.tiling.batch_limit,
+                self.settings.warmup_budget_s,
             )
         except Exception as error:
             self.warmup_error = f"warm-up failed: {type(error).__name__}: {error}"

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     warmup: str = Field(
         "512x512,1024x1024", description="comma-separated WxH shapes run once at startup; empty for none"
     )
+    warmup_budget_s: float = Field(
+        30.0,
+        ge=0,
+        description="estimated compute seconds warm-up may spend on the larger batches, after every shape has run at "
+        "batch 1: bounds readiness where a forward pass is slow (fp32 on CPUs without AVX-512)",
+    )
     workers: int = Field(
         1,
         ge=1,

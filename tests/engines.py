@@ -1,5 +1,6 @@
 """Test-only engines, launched as the real service: `python -m tests.engines` (RELIGHT_* settings as usual).
 
+`uvicorn --factory tests.engines:seamed_app` serves the same app through plain uvicorn.
 The engine is the real Engine (weights loaded, settings honoured) with seams that no user setting reaches:
 
 - A known cost: with RELIGHT_TEST_SECONDS_PER_MEGAPIXEL set, a forward pass returns its input after
@@ -15,6 +16,7 @@ import time
 
 import numpy as np
 
+from service.app import create_app
 from service.cli import main
 from service.engine import BatchResult, Engine
 
@@ -34,6 +36,11 @@ class SeamedEngine(Engine):
         seconds = float(os.environ[SECONDS_PER_MEGAPIXEL]) * pixels[..., 0].size / 1e6
         time.sleep(seconds)
         return BatchResult(pixels.copy(), seconds)
+
+
+def seamed_app():
+    """The app with this engine, for `uvicorn --factory tests.engines:seamed_app`."""
+    return create_app(engine_factory=SeamedEngine)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ class Server:
 
 @contextmanager
 def running_server(weights: Path, log_dir: Path, command: list[str] | None = None, wait_ready=True, **settings):
-    """Start `relight-serve` (or `command`) with RELIGHT_* settings; stop it with SIGTERM afterwards."""
+    """Start `relight-serve` (or `command`, where "{port}" stands for the port) with RELIGHT_* settings.
+
+    The server is stopped with SIGTERM afterwards (SIGKILL if it is still up 30 s later).
+    """
     port = free_port()
     env = {**os.environ, "RELIGHT_WEIGHTS": str(weights), "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "32x32",
            "RELIGHT_WARMUP_TILE": "false", "RELIGHT_COMPILE": "off"}  # fmt: skip
@@ -48,7 +51,10 @@ def running_server(weights: Path, log_dir: Path, command: list[str] | None = Non
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            command or [sys.executable, "-m", "service.cli"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [part.replace("{port}", str(port)) for part in command or [sys.executable, "-m", "service.cli"]],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     try:

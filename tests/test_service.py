@@ -209,6 +209,23 @@ def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path, workers):
     assert server.log().count("every accepted request was answered") == workers
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "tests.engines"], ["-m", "uvicorn", "--factory", "tests.engines:seamed_app", "--port", "{port}"]],
+    ids=["relight-serve", "uvicorn"],
+)
+def test_sigterm_during_warm_up_ends_the_process_at_once(weights_file, tmp_path, command):
+    """Nothing is accepted while warming up: a signal ends the process, not the ten-minute pass under way."""
+    with running_server(
+        weights_file, tmp_path, command=[sys.executable, *command], wait_ready=False, warmup="1024x1024",
+        test_seconds_per_megapixel=600,
+    ) as server:  # fmt: skip
+        assert httpx.get(server.url + "/readyz").status_code == 503
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
+    assert "stopped during warm-up" in server.log()
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_bad_weights_stop_startup_with_one_line(tmp_path, workers):
     for bad in (tmp_path / "missing.safetensors", tmp_path / "junk.safetensors"):
