@@ -1,0 +1,239 @@
+"""`relight IN OUT --ray [ADDRESS]`: the local command's work, spread over a Ray cluster with Ray Data.
+
+IN and OUT are local folders or URIs pyarrow reads and writes (file://, s3://, gs://, ...). The
+pipeline streams (Ray Data's backpressure keeps memory bounded whatever the dataset's size):
+
+    file names -> read + decode (CPU tasks) -> relight (actors: one model each) -> encode + write (CPU tasks)
+
+Every step is the local command's own code (service.command): the same decoding, colour
+management and metadata, the same engine and tiling, the same output names and formats, so a file
+relit here has the bytes the local command gives it. An actor loads the weights once and takes the
+GPUs given to it (--gpus-per-actor), or runs on the CPU where the cluster has none. A file that
+cannot be read, decoded, relit or written is listed in OUT/relight-failures.csv with the reason and
+the others go on; outputs already in OUT are skipped, so a rerun resumes.
+
+Workers import this module, so every node needs relight installed with its `ray` extra (the
+image in deploy/kuberay does), and a local folder must be one that every node sees (one machine,
+or a shared filesystem); use object storage otherwise.
+"""
+
+import csv
+import io
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+from pyarrow import fs
+
+from service.codecs.imaging import decode
+from service.command import Relighter, answer, answer_name, failure_reason, is_image_name
+from service.settings import Settings
+
+FAILURES = "relight-failures.csv"
+# File names per read task: small enough to spread decoding over the cluster from the start.
+NAMES_PER_BLOCK = 16
+
+
+class JobError(Exception):
+    """A job that cannot start as asked (no such IN, too few CPUs): the message says what to change."""
+
+
+@lru_cache(maxsize=8)
+def filesystem(location: str) -> tuple[fs.FileSystem, str]:
+    """A folder URI or local path -> (pyarrow filesystem, path on it); cached: an S3 client is costly to build."""
+    return fs.FileSystem.from_uri(location)
+
+
+def located(location: str) -> str:
+    """Local paths made absolute (pyarrow takes only those); URIs unchanged."""
+    return location if "://" in location else str(Path(location).resolve())
+
+
+@dataclass(frozen=True)
+class Job:
+    source: str  # IN, as located()
+    target: str  # OUT, as located()
+    settings: Settings
+    actors: int
+    gpus_per_actor: float
+    cpus_per_actor: float
+
+
+# Rows carry `error`, the reason a file failed, "" while it has not: Ray turns a column of Nones into NaNs.
+
+
+def read_and_decode(row: dict, source: str, max_pixels: int) -> dict:
+    """One file name -> its DecodedImage, or the reason it cannot be read."""
+    filesystem_, folder = filesystem(source)
+    try:
+        with filesystem_.open_input_stream(f"{folder}/{row['name']}") as stream:
+            data = stream.readall()
+        return {**row, "image": decode(data, max_pixels), "error": ""}
+    except Exception as error:  # one file never stops the job: it goes to the failures manifest
+        return {**row, "image": None, "error": failure_reason(error)}
+
+
+class Relight:
+    """A Ray Data actor: the service's engine, loaded once, relighting batches of decoded images.
+
+    Images of one shape go through in one forward pass (as many as the pixel budget allows),
+    big ones in tiles. The rows come back with `image` holding the relit pixels, or `error` set.
+    """
+
+    def __init__(self, settings: Settings, threads: int | None):
+        if threads is not None:
+            # Ray sets OMP_NUM_THREADS to the actor's CPUs; torch's own pool is set here to match.
+            torch.set_num_threads(threads)
+        self.relighter = Relighter(settings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Object arrays: a numpy string array would cut a longer reason written into it.
+        images, errors = batch["image"].astype(object), batch["error"].astype(object)
+        readable = sorted((i for i, error in enumerate(errors) if not error), key=lambda i: batch["name"][i])
+        for group in self.relighter.batches([(i, images[i]) for i in readable]):
+            try:
+                outputs = self.relighter.relight([decoded.rgb for _, decoded in group])
+            except Exception as error:
+                for i, _ in group:
+                    images[i], errors[i] = None, f"relighting failed: {type(error).__name__}: {error}"
+                continue
+            for (i, decoded), output in zip(group, outputs, strict=True):
+                images[i] = replace(decoded, rgb=output)
+        return {"name": batch["name"], "target": batch["target"], "image": images, "error": errors}
+
+
+def encode_and_write(row: dict, target: str) -> dict:
+    """Encode a relit image in its answer format and write it to OUT; a row that failed before passes through."""
+    if not row["error"]:
+        try:
+            write(target, row["target"], answer(row["image"], row["image"].rgb, None))
+        except Exception as error:
+            return {"name": row["name"], "error": failure_reason(error)}
+    return {"name": row["name"], "error": row["error"]}
+
+
+def write(target: str, name: str, data: bytes) -> None:
+    """On a local disk written beside and renamed into place, so an interrupted job leaves no half file to
+    be skipped; object stores show an object only once its upload completes."""
+    filesystem_, folder = filesystem(target)
+    path = f"{folder}/{name}"
+    local = isinstance(filesystem_, fs.LocalFileSystem)
+    with filesystem_.open_output_stream(path + ".partial" if local else path) as stream:
+        stream.write(data)
+    if local:
+        filesystem_.move(path + ".partial", path)
+
+
+def names_to_do(job: Job) -> tuple[list[dict], int]:
+    """The images in IN whose outputs are not in OUT yet (as rows {name, target}), and how many are done."""
+    source_fs, source_folder = filesystem(job.source)
+    try:
+        listing = source_fs.get_file_info(fs.FileSelector(source_folder))
+    except FileNotFoundError:
+        raise JobError(f"{job.source}: no such folder") from None
+    files = (info.base_name for info in listing if info.type == fs.FileType.File)
+    names = sorted(name for name in files if is_image_name(name))
+    target_fs, target_folder = filesystem(job.target)
+    target_fs.create_dir(target_folder, recursive=True)
+    existing = {info.base_name for info in target_fs.get_file_info(fs.FileSelector(target_folder))}
+    rows = [{"name": name, "target": answer_name(name)} for name in names]
+    todo = [row for row in rows if row["target"] not in existing]
+    return todo, len(rows) - len(todo)
+
+
+def pipeline(job: Job, rows: list[dict]) -> ray.data.Dataset:
+    settings = job.settings
+    names = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / NAMES_PER_BLOCK)))
+    decoded = names.map(read_and_decode, fn_kwargs={"source": job.source, "max_pixels": settings.max_pixels})
+    if job.gpus_per_actor > 0:
+        resources, threads = {"num_gpus": job.gpus_per_actor}, None
+    else:
+        settings = settings.model_copy(update={"device": "cpu"})
+        resources, threads = {"num_cpus": job.cpus_per_actor}, max(1, round(job.cpus_per_actor))
+    relit = decoded.map_batches(
+        Relight,
+        fn_constructor_kwargs={"settings": settings, "threads": threads},
+        batch_size=settings.max_batch_size,
+        compute=ray.data.ActorPoolStrategy(size=job.actors),
+        **resources,
+    )
+    return relit.map(encode_and_write, fn_kwargs={"target": job.target})
+
+
+def write_failures(target: str, failures: list[tuple[str, str]]) -> str:
+    """Writes OUT/relight-failures.csv (columns path, reason), or removes an earlier run's when none failed."""
+    filesystem_, folder = filesystem(target)
+    path = f"{folder}/{FAILURES}"
+    if not failures:
+        if filesystem_.get_file_info(path).type == fs.FileType.File:
+            filesystem_.delete_file(path)
+        return path
+    text = io.StringIO()
+    table = csv.writer(text)
+    table.writerow(["path", "reason"])
+    table.writerows(failures)
+    with filesystem_.open_output_stream(path) as stream:
+        stream.write(text.getvalue().encode())
+    return path
+
+
+def run(job: Job) -> int:
+    """Relight IN into OUT on the connected Ray cluster; prints a summary, returns the number of files that failed."""
+    rows, skipped = names_to_do(job)
+    if skipped:
+        print(f"relight: skipping {skipped} images already relit in {job.target}", file=sys.stderr)
+    failures, relit = [], 0
+    start = time.perf_counter()
+    if rows:
+        for row in pipeline(job, rows).iter_rows():
+            if not row["error"]:
+                relit += 1
+            else:
+                failures.append((f"{job.source.rstrip('/')}/{row['name']}", row["error"]))
+    seconds = time.perf_counter() - start
+    manifest = write_failures(job.target, sorted(failures))
+    listed = f" (listed in {manifest})" if failures else ""
+    rate = relit / seconds if seconds > 0 else 0.0
+    print(
+        f"relight: {relit} images relit, {len(failures)} failed{listed}, {skipped} skipped; "
+        f"{rate:.2f} images/s over {seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return len(failures)
+
+
+def relight_folder(
+    source: str,
+    target: str,
+    settings: Settings,
+    address: str | None,
+    actors: int | None,
+    gpus_per_actor: float | None,
+    cpus_per_actor: float,
+) -> int:
+    """`relight IN OUT --ray [ADDRESS]`: returns the number of files that failed.
+
+    Joins the cluster at `address` (None: RAY_ADDRESS, else a cluster started on this machine, else a
+    new local one). By default one actor per GPU, or one CPU actor where the cluster has no GPU.
+    Raises JobError for an IN that is not there, or CPU actors that would leave no CPU to read and write.
+    """
+    if not ray.is_initialized():
+        ray.init(address=address)
+    resources = ray.cluster_resources()
+    if gpus_per_actor is None:
+        gpus_per_actor = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+    if actors is None:
+        actors = max(1, int(resources.get("GPU", 0) // gpus_per_actor)) if gpus_per_actor > 0 else 1
+    if gpus_per_actor == 0 and actors * cpus_per_actor > resources.get("CPU", 0) - 1:
+        raise JobError(
+            f"{actors} CPU actors of {cpus_per_actor:g} CPUs leave no CPU of the cluster's {resources.get('CPU', 0):g} "
+            "to read and write images: lower --actors or --cpus-per-actor"
+        )
+    job = Job(located(source), located(target), settings, actors, gpus_per_actor, cpus_per_actor)
+    return run(job)

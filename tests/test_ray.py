@@ -1,0 +1,91 @@
+"""`relight IN OUT --ray` on a real local Ray (two CPUs, no cluster): the local command's bytes, failures, resuming.
+
+Skipped where Ray is not installed (the `ray` extra); CI installs it.
+"""
+
+import csv
+import os
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from service import command  # noqa: E402
+from service.codecs.imaging import ImageError, decode  # noqa: E402
+from service.ray_job import FAILURES  # noqa: E402
+from tests.images import encode, scene, with_exif_orientation  # noqa: E402
+
+# Small tiles so that a 200x150 image is tiled; the pixel budget keeps several tiles to a forward pass.
+SETTINGS = {"RELIGHT_DEVICE": "cpu", "RELIGHT_TILE_SIZE": "128", "RELIGHT_TILE_OVERLAP": "16",
+            "RELIGHT_MAX_BATCH_PIXELS": "65536"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def settings(monkeypatch, weights_file):
+    for key, value in {**SETTINGS, "RELIGHT_WEIGHTS": str(weights_file)}.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(encode(scene(40, 56)))
+    (folder / "b.png").write_bytes(encode(scene(40, 56, 1)))  # a's size: one forward pass for both
+    (folder / "c.jpg").write_bytes(encode(scene(32, 32, 2), "JPEG", quality=95))
+    (folder / "d.bmp").write_bytes(encode(scene(24, 24, 3), "BMP"))  # answered as PNG: d.png
+    (folder / "e.webp").write_bytes(encode(scene(48, 32, 4), "WEBP", lossless=True))
+    (folder / "f.jpg").write_bytes(with_exif_orientation(scene(24, 40, 5), 6))  # decoded upright: 40x24
+    (folder / "big.png").write_bytes(encode(scene(200, 150, 6)))  # tiled: 200 > the 128 tile
+    (folder / "broken.png").write_bytes(encode(scene(16, 16))[:60])
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def relight(*args: str) -> int:
+    with pytest.raises(SystemExit) as exit:
+        command.main(list(args))
+    return exit.value.code
+
+
+def test_ray_gives_the_local_commands_bytes_lists_failures_and_resumes(local_ray, settings, photos, tmp_path, capsys):
+    local, out = tmp_path / "local", tmp_path / "ray"
+    assert "1 of 8 images failed: broken.png" in relight(str(photos), str(local))  # the local command
+    names = sorted(path.name for path in local.iterdir())
+    assert names == ["a.png", "b.png", "big.png", "c.jpg", "d.png", "e.webp", "f.jpg"]
+    capsys.readouterr()
+
+    assert relight(photos.as_uri(), out.as_uri(), "--ray") == 1
+    stderr = capsys.readouterr().err
+    assert "7 images relit, 1 failed" in stderr and "images/s" in stderr
+    assert sorted(path.name for path in out.iterdir()) == sorted([*names, FAILURES])
+    for name in names:
+        assert (out / name).read_bytes() == (local / name).read_bytes(), name
+    with (out / FAILURES).open() as manifest:
+        failures = list(csv.DictReader(manifest))
+    assert [row["path"] for row in failures] == [f"{photos.as_uri()}/broken.png"]
+    with pytest.raises(ImageError) as error:
+        decode((photos / "broken.png").read_bytes(), 1 << 30)
+    assert failures[0]["reason"] == error.value.detail
+
+    (out / "a.png").unlink()
+    (photos / "broken.png").unlink()
+    untouched = (out / "c.jpg").stat().st_mtime_ns
+    assert relight(str(photos), str(out), "--ray") == 0
+    stderr = capsys.readouterr().err
+    assert "skipping 6 images already relit" in stderr and "1 images relit, 0 failed" in stderr
+    assert (out / "a.png").read_bytes() == (local / "a.png").read_bytes()
+    assert (out / "c.jpg").stat().st_mtime_ns == untouched
+    assert not (out / FAILURES).exists() and not [name for name in os.listdir(out) if name.endswith(".partial")]
+
+
+def test_a_missing_folder_is_refused_before_any_work(local_ray, settings, tmp_path):
+    missing = tmp_path / "nowhere"
+    assert relight(str(missing), str(tmp_path / "out"), "--ray") == f"relight: {missing}: no such folder"
