@@ -1,7 +1,8 @@
 # relight: the inference service. One container serves one GPU (or the CPU) with one uvicorn worker;
 # scale out with replicas.
 #
-#   docker build -t relight .                                   # GPU (nvidia-docker): PyPI's CUDA build of torch
+#   docker build -t relight .                                   # GPU: PyPI's torch, CUDA 13.0 (host driver R580+)
+#   docker build -t relight:cu126 --build-arg TORCH_CUDA=cu126 .  # GPU: PyTorch's CUDA 12.6 build (driver R525+)
 #   docker build -t relight:cpu --build-arg FLAVOUR=cpu .       # CPU only: the CPU build, no CUDA layers
 #
 # A slim Python base is enough for the GPU: PyPI's torch wheels carry the CUDA runtime, cuDNN and
@@ -17,6 +18,11 @@ ARG FLAVOUR=cuda
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 ARG PIP_FIND_LINKS=
+# FLAVOUR=cuda only. Empty: PyPI's build (torch 2.13.0 there is CUDA 13.0: host driver R580 or newer, Turing
+# and newer GPUs). A PyTorch CUDA tag such as cu126 takes that build of the same torch from TORCH_INDEX/<tag>
+# instead, for hosts that cannot move to R580 (CUDA 12.6: driver R525 or newer; Maxwell to Hopper GPUs).
+ARG TORCH_CUDA=
+ARG TORCH_INDEX=https://download.pytorch.org/whl
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -34,9 +40,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN python3 -m venv /opt/venv \
     && if [ "$FLAVOUR" = cpu ]; then \
         pip install "torch==${TORCH_VERSION}+cpu" ${TORCH_CPU_INDEX:+--extra-index-url "$TORCH_CPU_INDEX"}; \
+    elif [ "$FLAVOUR" != cuda ]; then \
+        echo "FLAVOUR must be cuda or cpu, not $FLAVOUR" >&2; exit 1; \
+    elif [ -n "$TORCH_CUDA" ]; then \
+        pip install "torch==${TORCH_VERSION}+${TORCH_CUDA}" --extra-index-url "${TORCH_INDEX}/${TORCH_CUDA}"; \
     else \
         pip install "torch==${TORCH_VERSION}"; \
-    fi
+    fi \
+    && python -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)'
 
 WORKDIR /app
 # Dependencies before the code: a code change does not reinstall them.
