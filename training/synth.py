@@ -2,6 +2,7 @@
 
     python -m training.synth --out data/synth2 --version 2 --train 300 --val 45 --size 512 --seed 0
     python -m training.synth --out data/synth --version 1 ...   # the first generator, byte for byte
+    python -m training.synth --out data/synth3 --version 3 ...   # Mitsuba renders: training/synth_v3.py
 
 Each scene is ray cast once from its camera; the same hits are then shaded by a directional
 light from the North at 6500 K (input) and from the East at 4500 K (target), both at one
@@ -15,6 +16,8 @@ Version 1: a textured ground, boxes, spheres, cylinders and sometimes walls; the
 Version 2, closer to VIDIT's renders: the light low (18 degrees) so shadows are long, a dark
 ambient term, buildings, walls, clutter and overhangs on pillars, natural textures (fractal
 noise, wood, stone) and both glossy and matte materials.
+Version 3 (training.render_v3, needs Mitsuba) path traces VIDIT-like scenes under VIDIT's own
+light, a point light near the scene, with no ambient term: see training/synth_v3.py.
 """
 
 import argparse
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-GENERATOR_VERSIONS = ("1", "2")
+GENERATOR_VERSIONS = ("1", "2", "3")
 EPS = 1e-3
 NO_HIT = float("inf")
 
@@ -430,6 +433,22 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], index])
 
 
+def scene_number(split: str, index: int, train: int) -> int:
+    """Scenes are numbered on from the train set, as in VIDIT (train Image000-299, validation Image300-...)."""
+    return index if split == "train" else train + index
+
+
+def pair_path(out: Path, split: str, side: str, number: int) -> Path:
+    """Track-1 layout: OUT/SPLIT/input/ImageNNN.png (North, 6500 K) and OUT/SPLIT/target/ImageNNN.png."""
+    return out / split / side / f"Image{number:03d}.png"
+
+
+def make_layout(out: Path) -> None:
+    for split in SPLITS:
+        for side in ("input", "target"):
+            (out / split / side).mkdir(parents=True, exist_ok=True)
+
+
 def write_dataset(
     out: Path, train: int, val: int, size: int, seed: int, supersample: int = 2, version: str = "1"
 ) -> float:
@@ -437,15 +456,11 @@ def write_dataset(
     start = time.perf_counter()
     lights = LIGHTS[version]
     jobs = [("train", i) for i in range(train)] + [("validation", i) for i in range(val)]
-    for split in SPLITS:
-        for side in ("input", "target"):
-            (out / split / side).mkdir(parents=True, exist_ok=True)
-    # Scenes are numbered on from the train set, as in VIDIT (train Image000-299, validation Image300-...).
+    make_layout(out)
     for split, i in tqdm(jobs, desc="rendering", unit="pair"):
-        number = i if split == "train" else train + i
         pair = render_pair(scene_rng(seed, split, i), size, lights, supersample, version)
         for side, pixels in zip(("input", "target"), pair, strict=True):
-            Image.fromarray(pixels).save(out / split / side / f"Image{number:03d}.png", optimize=False)
+            Image.fromarray(pixels).save(pair_path(out, split, side, scene_number(split, i, train)), optimize=False)
     meta = {
         "generator": "relight training.synth",
         "generator_version": version,
@@ -463,10 +478,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", type=int, default=45)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--version", choices=GENERATOR_VERSIONS, default=GENERATOR_VERSIONS[-1])
-    parser.add_argument("--supersample", type=int, default=2, help="rays per pixel side, averaged (anti-aliasing)")
+    parser.add_argument("--version", choices=GENERATOR_VERSIONS, default="2", help="3 needs Mitsuba (the train extra)")
+    parser.add_argument("--supersample", type=int, default=2, help="v1, v2: rays per pixel side, averaged")
+    parser.add_argument("--spp", type=int, default=32, help="v3: samples per pixel")
+    parser.add_argument("--workers", type=int, default=None, help="v3: render processes (default: one per core)")
+    parser.add_argument("--variant", default=None, help="v3: Mitsuba variant (default: the fastest that works here)")
     args = parser.parse_args(argv)
-    seconds = write_dataset(args.out, args.train, args.val, args.size, args.seed, args.supersample, args.version)
+    if args.version == "3":
+        from training.synth_v3 import write_dataset_v3
+
+        seconds = write_dataset_v3(
+            args.out, args.train, args.val, args.size, args.seed, args.spp, args.workers, args.variant
+        )
+    else:
+        seconds = write_dataset(args.out, args.train, args.val, args.size, args.seed, args.supersample, args.version)
     print(f"wrote {args.train} train + {args.val} validation pairs at {args.size}x{args.size} in {seconds:.1f} s")
 
 
