@@ -19,6 +19,7 @@ pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_image
 
 FORMAT = "HEIF"  # Pillow's name of the format, for HEIC and every other HEIF flavour
 CAN_ENCODE = FORMAT in Image.SAVE
-# x265's fastest preset: a 1024x1024 answer in about a tenth of the time of its default ("slow"), at the same
-# error against the relit pixels as a quality-90 JPEG (about 0.5 levels); the files are smaller than the default's.
-SAVE_OPTIONS = {"quality": 90, "enc_params": {"preset": "ultrafast"}}
+# x265's fastest preset, at quality 75. Measured on 1024x1024 test pictures (2 busy cores, side by side): about a
+# tenth of the time of the default preset ("slow"), at or below the error of a quality-90 JPEG (0.53 against 0.55
+# levels on a smooth picture, 1.65 against 2.57 on a textured one), yet still 15-70x the JPEG's encoding time.
+SAVE_OPTIONS = {"quality": 75, "enc_params": {"preset": "ultrafast"}}
