@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,23 @@ def wait_until(server: Server, path: str, timeout: float = 120.0) -> None:
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{path} not 200 within {timeout} s:\n{server.log()}")
+
+
+def send_then_leave(url: str, data: bytes, leave_when: Callable[[], bool]) -> None:
+    """Upload over a raw socket and close it, unanswered, once leave_when() holds: a client that has gone."""
+    request = httpx.Request("POST", url + "/relight", files={"image": ("upload.png", data)})
+    head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
+    with socket.create_connection((request.url.host, request.url.port)) as sock:
+        sock.sendall(f"POST /relight HTTP/1.1\r\n{head}\r\n".encode() + request.read())
+        deadline = time.monotonic() + 60
+        while not leave_when():
+            assert time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.02)
+
+
+def wait_for_metric(server: Server, line_prefix: str, value: float, timeout: float = 60.0) -> None:
+    """Wait until Server.metric(line_prefix) equals value; AssertionError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while server.metric(line_prefix) != value:
+        assert time.monotonic() < deadline, f"{line_prefix} never reached {value}"
+        time.sleep(0.02)

@@ -4,10 +4,8 @@ What the network computes and the memory it needs are tested on the real network
 and admission on a forward pass of known cost (tests/engines.py), so they hold on any CPU and under load.
 """
 
-import socket
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,7 +17,7 @@ from model.inference import relight
 from model.tiling import relight_tiled, tile_windows
 from model.weights import SHIPPED_WEIGHTS, load_weights
 from tests.images import decode, encode, scene
-from tests.server import running_server
+from tests.server import running_server, send_then_leave
 from training.metrics import psnr
 
 TILE, OVERLAP = 256, 32
@@ -51,18 +49,6 @@ def paced(weights_file, tmp_path_factory):
 
 def tiles_run(server) -> float:
     return server.metric('relight_tiles_total{outcome="run"}')
-
-
-def send_then_leave(url: str, data: bytes, leave_when: Callable[[], bool]) -> None:
-    """Upload over a raw socket and close it, unanswered, once leave_when() holds: a client that has gone."""
-    request = httpx.Request("POST", url + "/relight", files={"image": ("big.png", data)})
-    head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
-    with socket.create_connection((request.url.host, request.url.port)) as sock:
-        sock.sendall(f"POST /relight HTTP/1.1\r\n{head}\r\n".encode() + request.read())
-        deadline = time.monotonic() + 60
-        while not leave_when():
-            assert time.monotonic() < deadline, "the upload never started"
-            time.sleep(0.02)
 
 
 def test_tiles_are_placed_and_blended_exactly():

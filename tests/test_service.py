@@ -137,10 +137,10 @@ def test_info_and_health(server):
 
 @pytest.fixture(scope="module")
 def faulty_server(weights_file, tmp_path_factory):
-    """The real engine behind a test-only seam that fails on batches holding an all-13 image."""
+    """A known-cost engine (1 ms for 32x32) that fails on batches holding an all-13 image (tests/engines.py)."""
     with running_server(
         weights_file, tmp_path_factory.mktemp("logs"), command=[sys.executable, "-m", "tests.engines"],
-        max_wait_ms=0, max_queue=2, max_batch_size=1, request_timeout_s=2,
+        max_wait_ms=0, max_queue=2, max_batch_size=1, request_timeout_s=2, test_seconds_per_megapixel=1,
     ) as running:  # fmt: skip
         yield running
 

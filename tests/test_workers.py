@@ -14,11 +14,15 @@ import numpy as np
 import pytest
 
 from tests.images import encode, scene
-from tests.server import running_server, wait_until
+from tests.server import running_server, send_then_leave, wait_for_metric, wait_until
 
 
 def post(url, data: bytes, filename="scene.png", timeout=60.0, **kwargs):
     return httpx.post(url + "/relight", files={"image": (filename, data)}, timeout=timeout, **kwargs)
+
+
+# The model process's forward pass at a known cost (tests/engines.py): 3 s for a 1024x1024 upload on any CPU.
+PACED = {"command": [sys.executable, "-m", "tests.engines"], "test_seconds_per_megapixel": 3}
 
 
 def processes(server, workers: int = 2) -> tuple[int, set[int]]:
@@ -96,23 +100,24 @@ def test_a_second_service_on_the_same_port_does_not_start(servers):
 
 
 def test_a_client_that_leaves_is_dropped_from_the_model_process_queue(weights_file, tmp_path):
-    """Queued behind a 1024x1024 upload of one window (a small upload runs between the tiles of a tiled one)."""
-    with running_server(weights_file, tmp_path, workers=2) as split:
-        dropped = split.metric('relight_dropped_total{reason="client_gone"}')
+    """Queued behind a 1024x1024 upload that takes 3 s (a known-cost forward pass), the client closes its socket."""
+    with running_server(weights_file, tmp_path, workers=2, **PACED) as split:
         with ThreadPoolExecutor(1) as pool:
             blocker = pool.submit(post, split.url, encode(scene(1024, 1024)))
-            time.sleep(0.2)
-            with pytest.raises(httpx.ReadTimeout):
-                post(split.url, encode(scene(24, 36)), timeout=0.6)
+            wait_for_metric(split, "relight_queue_depth", 1)  # the blocker is in the model
+            send_then_leave(
+                split.url, encode(scene(24, 36)), leave_when=lambda: split.metric("relight_queue_depth") == 2
+            )
             assert blocker.result().status_code == 200
         deadline = time.monotonic() + 10
-        while split.metric('relight_dropped_total{reason="client_gone"}') == dropped and time.monotonic() < deadline:
+        while not split.metric('relight_dropped_total{reason="client_gone"}') and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert split.metric('relight_dropped_total{reason="client_gone"}') == dropped + 1
+        assert split.metric('relight_dropped_total{reason="client_gone"}') == 1
+        assert split.metric('relight_tiles_total{outcome="run"}') == 1  # the blocker's only
 
 
 def test_a_full_queue_is_answered_503_from_the_model_process(weights_file, tmp_path):
-    with running_server(weights_file, tmp_path, workers=2, max_queue=1) as server:
+    with running_server(weights_file, tmp_path, workers=2, max_queue=1, **PACED) as server:
         with ThreadPoolExecutor(1) as pool:
             blocker = pool.submit(post, server.url, encode(scene(1024, 1024)))
             deadline = time.monotonic() + 30
