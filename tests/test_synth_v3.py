@@ -27,7 +27,7 @@ from training.render_v3 import (
 )
 from training.scenes_v3 import Camera, Material, Scene, random_scene
 from training.synth import planckian_rgb, scene_rng
-from training.synth_v3 import write_dataset_v3
+from training.synth_v3 import LIT_LEVEL, MIN_LIT, write_dataset_v3
 
 mitsuba = pytest.importorskip("mitsuba")
 ARGS = {"train": 2, "val": 1, "size": 64, "seed": 3, "spp": 4}
@@ -68,6 +68,11 @@ def test_a_pair_differs_where_light_and_shadow_move(tiny_set):
         source, target = torch.from_numpy(read(path)), torch.from_numpy(read(tiny_set / "train" / "target" / path.name))
         residual = (ColourTransfer.fit([(source, target)])(source).int() - target.int()).abs().amax(-1)
         assert (residual > 40).float().mean() > 0.03, path.name
+
+
+def test_no_pair_is_nearly_all_black(tiny_set):
+    for path in sorted(tiny_set.rglob("*.png")):
+        assert (read(path).max(-1) > LIT_LEVEL).mean() >= MIN_LIT, path
 
 
 def test_resume_skips_finished_pairs_and_renders_the_rest_identically(tiny_set, tmp_path):

@@ -42,7 +42,7 @@ class LightModel:
     target: Light = Light(azimuth_deg=90.0, kelvin=4500.0)
     radius: float = 0.4  # circle radius / camera's distance to the centre point
     height: float = 0.32  # light's height above the centre point / the same distance
-    irradiance: tuple[float, float] = (0.8, 1.6)  # range of the horizontal irradiance at the centre point
+    irradiance: tuple[float, float] = (1.0, 2.2)  # range of the horizontal irradiance at the centre point
 
 
 @dataclass(frozen=True)

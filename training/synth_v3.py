@@ -46,18 +46,28 @@ def start_worker(variant: str, threads: int) -> None:
     mi.set_log_level(mi.LogLevel.Error)
 
 
+MIN_LIT = 0.05  # of the pixels in each image of a pair brighter than LIT_LEVEL
+LIT_LEVEL = 16  # 8-bit
+
+
 def draw_pair(seed: int, split: str, index: int, size: int, spp: int):
-    """(input, target) uint8 (size, size, 3) of scene (seed, split, index); a scene whose light
-    would sit inside a shape is drawn again from the same stream."""
+    """(input, target) uint8 (size, size, 3) of scene (seed, split, index).
+
+    A scene is drawn again from the same stream when a light would sit inside a shape, or when
+    either render is nearly all black (a light behind a building): such a pair teaches nothing
+    but guessing a whole scene.
+    """
     rng = scene_rng(seed, split, index)
     while True:
         scene = random_scene(rng)
         exposure = float(rng.uniform(*MODEL.irradiance))
         sampler_seed = int(rng.integers(2**31))
         try:
-            return render_pair(scene, size, exposure, MODEL, RenderSettings(spp=spp), sampler_seed)
+            pair = render_pair(scene, size, exposure, MODEL, RenderSettings(spp=spp), sampler_seed)
         except LightEnclosed:
             continue
+        if all((image.max(-1) > LIT_LEVEL).mean() >= MIN_LIT for image in pair):
+            return pair
 
 
 def save_png(pixels, path: Path) -> None:
