@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, ValidationError
-from starlette.formparsers import MultiPartParser
 
 from model.weights import WeightsError
 from service.engine import Engine
@@ -80,9 +79,6 @@ def create_app(
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         metrics = RequestMetrics(None)
-    # Starlette spools uploads over 1 MB to a temporary file; bodies are capped at max_upload_bytes
-    # already (BodyLimits), so keep them in memory and save the disk round trip on every photo.
-    MultiPartParser.spool_max_size = settings.max_upload_bytes
 
     app = FastAPI(
         title="relight",
