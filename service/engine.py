@@ -143,14 +143,15 @@ class Engine:
         """Relight uint8 (N, H, W, 3); on CUDA out-of-memory, the batch is split in halves and retried."""
         start = time.perf_counter()
         try:
-            images = self._forward(pixels)
+            return BatchResult(self._forward(pixels), time.perf_counter() - start)
         except torch.cuda.OutOfMemoryError:
             if len(pixels) == 1:
                 raise
-            torch.cuda.empty_cache()
-            half = len(pixels) // 2
-            log.warning("CUDA out of memory at batch %d; retrying as %d + %d", len(pixels), half, len(pixels) - half)
-            images = np.concatenate([self.run(pixels[:half]).images, self.run(pixels[half:]).images])
+        # Retried outside the except block, whose traceback keeps the failed pass's activations alive.
+        torch.cuda.empty_cache()
+        half = len(pixels) // 2
+        log.warning("CUDA out of memory at batch %d; retrying as %d + %d", len(pixels), half, len(pixels) - half)
+        images = np.concatenate([self.run(pixels[:half]).images, self.run(pixels[half:]).images])
         return BatchResult(images, time.perf_counter() - start)
 
     def _forward(self, pixels: np.ndarray) -> np.ndarray:
