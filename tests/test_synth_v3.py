@@ -17,7 +17,7 @@ from training.data import RelightPairs
 from training.meshes_v3 import box, placed, terrain
 from training.render_v3 import (
     VARIANTS,
-    LightEnclosed,
+    LightBlocked,
     LightModel,
     RenderSettings,
     blackbody_rgb,
@@ -145,7 +145,17 @@ def test_a_light_inside_a_closed_shape_is_refused():
     """A slab from 1.2 m up over the whole floor: the central ray reaches the floor, the lights (1.6 m up) are in it."""
     scene = white_floor_scene(10.0, LOW_CAMERA)
     scene.add(placed(box((30.0, 30.0, 30.0)), (0.0, 31.2, 0.0)), Material(np.full((4, 4, 3), 0.5, np.float32), 1.0))
-    with pytest.raises(LightEnclosed):
+    with pytest.raises(LightBlocked):
+        render_pair(scene, 16, settings=RenderSettings(spp=1))
+
+
+def test_a_light_close_to_a_surface_is_refused():
+    """A wall 0.2 m behind the North light: its hot spot would send fireflies all over the floor."""
+    scene = white_floor_scene(10.0, LOW_CAMERA)
+    north = light_positions(LOW_CAMERA.origin, np.zeros(3), LightModel())["source"]
+    wall = placed(box((2.0, 2.0, 0.05)), north - (0.0, 0.0, 0.25))
+    scene.add(wall, Material(np.full((4, 4, 3), 0.5, np.float32), 1.0))
+    with pytest.raises(LightBlocked, match="within"):
         render_pair(scene, 16, settings=RenderSettings(spp=1))
 
 

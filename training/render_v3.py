@@ -17,6 +17,7 @@ backend compiles a probe render (it aborts the process with LLVM 14/15 on AVX2-o
 the probe runs in a child process), scalar_rgb otherwise.
 """
 
+import itertools
 import math
 import subprocess
 import sys
@@ -193,27 +194,40 @@ def centre_point(mi_scene, camera) -> np.ndarray:
     return np.asarray(hit.p, dtype=float).reshape(3)
 
 
-class LightEnclosed(ValueError):
-    """A light position falls inside a closed shape (a building, a rock): its render would be black."""
+class LightBlocked(ValueError):
+    """A light position inside a closed shape (its render would be black) or close to a surface.
 
-
-def enclosed(mi_scene, position: np.ndarray) -> bool:
-    """Whether rays from `position` along all six axes hit the back of a surface first (inside a closed mesh).
-
-    A light among leaves or under an overhang sees some surfaces from the front, so it passes.
+    A surface a few centimetres from a point light gets a hundredfold irradiance; the path
+    tracer finds that spot only now and then through a bounce, and every time it does, a
+    pixel nearby turns white: fireflies no sample count cures.
     """
+
+
+CLEARANCE = 0.35  # the least distance from a light to any surface, over the light's distance to the centre point
+# Towards the faces, edges and corners of a cube around the light.
+DIRECTIONS = [np.array(d) / np.linalg.norm(d) for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
+
+
+def first_hits(mi_scene, position: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray] | None]:
+    """For each of DIRECTIONS from `position`: (direction, distance, geometric normal) of the first hit, or None."""
     import mitsuba as mi
 
-    for axis in range(3):
-        for sign in (-1.0, 1.0):
-            direction = [0.0, 0.0, 0.0]
-            direction[axis] = sign
-            hit = mi_scene.ray_intersect(mi.Ray3f(mi.Point3f(*map(float, position)), mi.Vector3f(*direction)))
-            if not bool(np.all(np.asarray(hit.is_valid()))):
-                return False
-            if float(np.asarray(hit.n, dtype=float).reshape(3)[axis]) * sign <= 0:
-                return False
-    return True
+    hits = []
+    for direction in DIRECTIONS:
+        hit = mi_scene.ray_intersect(mi.Ray3f(mi.Point3f(*map(float, position)), mi.Vector3f(*map(float, direction))))
+        if bool(np.all(np.asarray(hit.is_valid()))):
+            hits.append((direction, float(np.asarray(hit.t).reshape(-1)[0]), np.asarray(hit.n, float).reshape(3)))
+        else:
+            hits.append(None)
+    return hits
+
+
+def blocked(mi_scene, position: np.ndarray, clearance: float) -> bool:
+    """Whether a light at `position` is inside a closed mesh (every ray meets the back of a surface first)
+    or has a surface nearer than `clearance` metres along any ray."""
+    hits = first_hits(mi_scene, position)
+    inside = all(hit is not None and hit[0] @ hit[2] > 0 for hit in hits)
+    return inside or any(hit is not None and hit[1] < clearance for hit in hits)
 
 
 def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
@@ -237,8 +251,9 @@ def render_pair(
     mi_scene = mitsuba_scene(scene, size, settings)
     centre = centre_point(mi_scene, scene.camera)
     positions = light_positions(scene.camera.origin, centre, model)
-    if any(enclosed(mi_scene, position) for position in positions.values()):
-        raise LightEnclosed(f"a light at {positions} is inside a closed shape")
+    clearance = CLEARANCE * float(np.linalg.norm(positions["source"] - centre))
+    if any(blocked(mi_scene, position, clearance) for position in positions.values()):
+        raise LightBlocked(f"a light at {positions} is inside a shape or within {clearance:.2f} m of one")
     offset = positions["source"] - centre
     # Point light irradiance on a horizontal surface: I * cos(theta) / d^2, cos(theta) = height / d.
     intensity = float(exposure * (offset @ offset) ** 1.5 / offset[1])

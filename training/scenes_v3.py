@@ -79,14 +79,14 @@ class Scene:
 
 
 def material(rng: np.random.Generator, kind: str, finish: str = "matte", two_sided: bool = False) -> Material:
-    # No smoother than alpha 0.1: sharper coats turn light they bounce onto diffuse surfaces into fireflies.
-    roughness = float(rng.uniform(0.1, 0.35) if finish == "glossy" else rng.uniform(0.15, 0.45))
+    # No smoother than alpha 0.15: sharper coats scatter the light onto nearby walls as fireflies at 32 spp.
+    roughness = float(rng.uniform(0.15, 0.4) if finish == "glossy" else rng.uniform(0.2, 0.5))
     return Material(textures.albedo(rng, kind), REPEAT_METRES[kind], finish, roughness, two_sided)
 
 
 def glass(rng: np.random.Generator) -> Material:
     """Window and windscreen glass: dark, with a sharp reflection of the light."""
-    return Material(textures.albedo(rng, "asphalt") * 0.5, 2.0, "glossy", float(rng.uniform(0.08, 0.15)))
+    return Material(textures.albedo(rng, "asphalt") * 0.5, 2.0, "glossy", float(rng.uniform(0.15, 0.25)))
 
 
 class Placer:

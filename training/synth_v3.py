@@ -28,7 +28,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from training.render_v3 import VARIANTS, LightEnclosed, LightModel, RenderSettings, choose_variant, render_pair
+from training.render_v3 import VARIANTS, LightBlocked, LightModel, RenderSettings, choose_variant, render_pair
 from training.scenes_v3 import random_scene
 from training.synth import make_layout, pair_path, scene_number, scene_rng
 
@@ -53,7 +53,7 @@ LIT_LEVEL = 16  # 8-bit
 def draw_pair(seed: int, split: str, index: int, size: int, spp: int):
     """(input, target) uint8 (size, size, 3) of scene (seed, split, index).
 
-    A scene is drawn again from the same stream when a light would sit inside a shape, or when
+    A scene is drawn again from the same stream when a light would sit inside or near a shape, or when
     either render is nearly all black (a light behind a building): such a pair teaches nothing
     but guessing a whole scene.
     """
@@ -64,7 +64,7 @@ def draw_pair(seed: int, split: str, index: int, size: int, spp: int):
         sampler_seed = int(rng.integers(2**31))
         try:
             pair = render_pair(scene, size, exposure, MODEL, RenderSettings(spp=spp), sampler_seed)
-        except LightEnclosed:
+        except LightBlocked:
             continue
         if all((image.max(-1) > LIT_LEVEL).mean() >= MIN_LIT for image in pair):
             return pair

@@ -5,8 +5,8 @@ procedural (the photographs are mirrored at their edges by the renderer instead)
 a grey pattern (its detail) times a colour that drifts across the surface (two shades of one colour mixed by
 low-frequency noise), the way paint, soil and stone vary in colour over a few metres.
 
-The photographs are the 512x512 greyscale brick wall, grass, gravel and lunar surface that
-scikit-image keeps inside its wheel (skimage/data/*.png): nothing is downloaded.
+The photographs are the 512x512 greyscale brick wall, grass and gravel that scikit-image keeps
+inside its wheel (skimage/data/*.png): nothing is downloaded.
 """
 
 from functools import lru_cache
@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import data
 
-PHOTOGRAPHS = ("brick", "grass", "gravel", "moon")
+PHOTOGRAPHS = ("brick", "grass", "gravel")
 SIZE = 256  # procedural textures: side in texels; surfaces repeat them every `metres` (scenes_v3)
 
 
@@ -83,7 +83,7 @@ KINDS = {
     "stone": ("rock", 0.8, [(130, 126, 118), (110, 100, 88), (150, 145, 135), (95, 90, 85)]),
     "dirt": ("fbm", 0.7, [(105, 80, 58), (90, 72, 55), (125, 100, 72)]),
     "asphalt": ("fine", 0.6, [(52, 52, 54), (64, 62, 60), (40, 40, 42)]),
-    "concrete": ("moon", 0.8, [(150, 148, 140), (170, 165, 155), (125, 125, 122)]),
+    "concrete": ("fine", 0.35, [(150, 148, 140), (170, 165, 155), (125, 125, 122)]),
     "plaster": ("fbm", 0.25, [(200, 190, 170), (185, 170, 150), (170, 180, 185), (210, 205, 195), (160, 120, 95)]),
     "paving": ("blocks", 0.6, [(140, 135, 125), (150, 110, 90), (110, 110, 112)]),
     "tiles": ("tiles", 0.6, [(190, 185, 175), (120, 100, 85), (90, 95, 100)]),
