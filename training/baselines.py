@@ -2,6 +2,7 @@
 
 The colour transfer is the best 3x3 colour matrix plus bias (least squares on the train
 split's pixels, in [0, 1] sRGB): all that relighting is if one ignores shadows and shading.
+Without the bias (offset=False) the fit keeps black at black, as light does where none falls.
 """
 
 import numpy as np
@@ -18,7 +19,11 @@ class ColourTransfer:
         self.matrix, self.bias = matrix, bias
 
     @classmethod
-    def fit(cls, dataset: Dataset, pixels_per_image: int = 20_000, seed: int = 0) -> "ColourTransfer":
+    def fit(
+        cls, dataset: Dataset, pixels_per_image: int = 20_000, seed: int = 0, offset: bool = True
+    ) -> "ColourTransfer":
+        """Least squares y = x M + b over `pixels_per_image` random pixels of each pair, x and y in [0, 1];
+        offset=False fits y = x M (b = 0). M is float64 (3, 3), b float64 (3,)."""
         rng = np.random.default_rng(seed)
         sources, targets = [], []
         for index in range(len(dataset)):
@@ -28,9 +33,9 @@ class ColourTransfer:
             targets.append(target[chosen])
         x = np.concatenate(sources).astype(np.float64) / 255.0
         y = np.concatenate(targets).astype(np.float64) / 255.0
-        design = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+        design = np.concatenate([x, np.ones((len(x), 1))], axis=1) if offset else x
         solution, *_ = np.linalg.lstsq(design, y, rcond=None)
-        return cls(solution[:3], solution[3])
+        return cls(solution[:3], solution[3] if offset else np.zeros(3))
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (..., 3) -> uint8 (..., 3)."""

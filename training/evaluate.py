@@ -2,8 +2,15 @@
 
     python -m training.evaluate --weights weights/stacked_dmshn.safetensors --data data/synth [--json]
 
-PSNR and SSIM on the 8-bit outputs; LPIPS where its backbone weights are on disk; seconds
-per image for the forward pass, synchronised on CUDA.
+Per method, on the 8-bit outputs:
+- PSNR and SSIM against the target; LPIPS where its backbone weights are on disk;
+- sPSNR and sSSIM: the same after each output channel is fitted to the target's by least squares
+  (gain and offset, training.metrics.gain_offset_fit), so white balance and exposure do not count,
+  only where light and shadow fall;
+- black: the mean output level (0..255) over the pixels where the input's luma is below 4/255, pooled
+  over the split (the identity keeps them below 4; n/a where no input pixel is that dark);
+- frame: the mean output level for a flat black 256x256 frame (what the method adds to black);
+- seconds per image for the forward pass, synchronised on CUDA.
 """
 
 import argparse
@@ -23,31 +30,66 @@ from model.weights import WeightsError, load_weights
 from training.baselines import ColourTransfer, identity
 from training.data import DataError, RelightPairs
 from training.lpips import LPIPSUnavailable, load_lpips
-from training.metrics import psnr, ssim_uint8
+from training.metrics import black_level_sum, blacks_kept, psnr, ssim_uint8, structural_scores
+
+BLACK_FRAME_SIZE = 256  # a multiple of 16: the network sees it unpadded
 
 
-def score(outputs: list[torch.Tensor], targets: list[torch.Tensor], seconds: float, lpips=None) -> dict:
-    row = {
-        "psnr": sum(psnr(o, t) for o, t in zip(outputs, targets, strict=True)) / len(outputs),
-        "ssim": sum(ssim_uint8(o, t) for o, t in zip(outputs, targets, strict=True)) / len(outputs),
-        "seconds_per_image": seconds / len(outputs),
+def score(
+    sources: list[torch.Tensor],
+    outputs: list[torch.Tensor],
+    targets: list[torch.Tensor],
+    seconds: float,
+    lpips=None,
+) -> dict:
+    """Mean scores over uint8 (H, W, 3) images; "blacks_kept" pools every image's black pixels (None if none)."""
+    pairs = list(zip(outputs, targets, strict=True))
+    structural = [structural_scores(o, t) for o, t in pairs]
+    blacks = [black_level_sum(o, s) for o, s in zip(outputs, sources, strict=True)]
+    black_total, black_count = sum(total for total, _ in blacks), sum(count for _, count in blacks)
+    return {
+        "psnr": sum(psnr(o, t) for o, t in pairs) / len(pairs),
+        "ssim": sum(ssim_uint8(o, t) for o, t in pairs) / len(pairs),
+        "structural_psnr": sum(p for p, _ in structural) / len(pairs),
+        "structural_ssim": sum(s for _, s in structural) / len(pairs),
+        "blacks_kept": black_total / (3 * black_count) if black_count else None,
+        "seconds_per_image": seconds / len(pairs),
+        "lpips": None if lpips is None else sum(lpips(o, t) for o, t in pairs) / len(pairs),
     }
-    row["lpips"] = (
-        None if lpips is None else sum(lpips(o, t) for o, t in zip(outputs, targets, strict=True)) / len(outputs)
-    )
-    return row
 
 
 def evaluate(method: Callable[[torch.Tensor], torch.Tensor], dataset: RelightPairs, indices=None, lpips=None) -> dict:
     """Score `method`, uint8 (H, W, 3) -> uint8 (H, W, 3), on the dataset; seconds count the method alone."""
-    outputs, targets, seconds = [], [], 0.0
+    sources, outputs, targets, seconds = [], [], [], 0.0
     for index in indices if indices is not None else range(len(dataset)):
         source, target = dataset[index]
         start = time.perf_counter()
         outputs.append(method(source))
         seconds += time.perf_counter() - start
+        sources.append(source)
         targets.append(target)
-    return score(outputs, targets, seconds, lpips)
+    return score(sources, outputs, targets, seconds, lpips)
+
+
+def black_frame_levels(method: Callable[[torch.Tensor], torch.Tensor], size: int = BLACK_FRAME_SIZE) -> dict:
+    """What `method` makes of darkness, in 8-bit units (0..255, channels averaged): "flat", the mean output
+    level for an all-black size x size frame; "beside_patch", the mean level of the black part of that frame
+    with one lit square (level 180, a quarter of the side) in its centre."""
+    black = torch.zeros(size, size, 3, dtype=torch.uint8)
+    lit = black.clone()
+    lit[3 * size // 8 : 5 * size // 8, 3 * size // 8 : 5 * size // 8] = 180
+    return {"flat": method(black).double().mean().item(), "beside_patch": blacks_kept(method(lit), lit)}
+
+
+def dark_pixels(dataset: RelightPairs, indices=None) -> dict:
+    """The split's black input pixels (`training.metrics.black_mask`): their share of all pixels, and the
+    target's mean level there in 8-bit units (None where there are none): what "blacks_kept" should be."""
+    total, count, pixels = 0.0, 0, 0
+    for index in indices if indices is not None else range(len(dataset)):
+        source, target = dataset[index]
+        level_sum, black = black_level_sum(target, source)
+        total, count, pixels = total + level_sum, count + black, pixels + source.shape[0] * source.shape[1]
+    return {"fraction": count / pixels, "target_level": total / (3 * count) if count else None}
 
 
 def network_method(
@@ -73,20 +115,42 @@ def evaluation_table(
     channels_last: bool = False,
     lpips=None,
 ) -> dict[str, dict]:
+    """One row per method (the network, then both baselines): `evaluate`'s scores and "black_frame"."""
+    methods = {
+        type(model).__name__: network_method(model, value_range, autocast_dtype, channels_last),
+        "colour transfer": colour_transfer,
+        "identity": identity,
+    }
     return {
-        type(model).__name__: evaluate(
-            network_method(model, value_range, autocast_dtype, channels_last), dataset, lpips=lpips
-        ),
-        "colour transfer": evaluate(colour_transfer, dataset, lpips=lpips),
-        "identity": evaluate(identity, dataset, lpips=lpips),
+        name: evaluate(method, dataset, lpips=lpips) | {"black_frame": black_frame_levels(method)}
+        for name, method in methods.items()
     }
 
 
-def format_table(rows: dict[str, dict], lpips_note: str | None) -> str:
-    lines = [f"{'method':<18} {'PSNR':>7} {'SSIM':>7} {'LPIPS':>7} {'s/image':>8}"]
+def optional(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(rows: dict[str, dict], lpips_note: str | None, dark: dict | None = None) -> str:
+    lines = [
+        f"{'method':<18} {'PSNR':>7} {'SSIM':>7} {'LPIPS':>7} {'sPSNR':>7} {'sSSIM':>7} {'black':>6} {'frame':>6} "
+        f"{'s/image':>8}"
+    ]
     for name, row in rows.items():
-        lpips = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
-        lines.append(f"{name:<18} {row['psnr']:7.2f} {row['ssim']:7.4f} {lpips:>7} {row['seconds_per_image']:8.3f}")
+        frame = row.get("black_frame", {}).get("flat")
+        lines.append(
+            f"{name:<18} {row['psnr']:7.2f} {row['ssim']:7.4f} {optional(row['lpips'], 4):>7} "
+            f"{row['structural_psnr']:7.2f} {row['structural_ssim']:7.4f} {optional(row['blacks_kept'], 1):>6} "
+            f"{optional(frame, 1):>6} {row['seconds_per_image']:8.3f}"
+        )
+    lines.append("sPSNR, sSSIM: after a per-channel gain/offset fit to the target; black: mean output level (0-255)")
+    if dark is None or dark["target_level"] is None:
+        lines.append("  where the input's luma < 4 (no such pixel here); frame: level for a flat black frame")
+    else:
+        lines.append(
+            f"  where the input's luma < 4 ({dark['fraction']:.1%} of pixels, the target's level there "
+            f"{dark['target_level']:.1f}); frame: level for a flat black frame"
+        )
     if lpips_note:
         lines.append(f"LPIPS n/a: {lpips_note}")
     return "\n".join(lines)
@@ -118,10 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = evaluation_table(
         model, dataset, metadata["value_range"], colour_transfer, autocast_dtype, autocast_dtype is not None, lpips
     )
+    dark = dark_pixels(dataset)
     if args.json:
-        print(json.dumps({"split": str(args.data / args.split), "rows": rows, "lpips_note": lpips_note}, indent=2))
+        report = {"split": str(args.data / args.split), "rows": rows, "dark_pixels": dark, "lpips_note": lpips_note}
+        print(json.dumps(report, indent=2))
     else:
-        print(format_table(rows, lpips_note))
+        print(format_table(rows, lpips_note, dark))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,8 @@ def colour_init_(model: DMSHN | StackedDMSHN, colour: ColourTransfer, value_rang
     Adam moves each weight by about lr per step, so learning a 3x3 colour matrix from the
     identity alone takes most of a CPU run. The transfer is y = x M + b on [0, 1] pixels;
     in the network's range [low, high] that is y' = x' M + low (1 - column sums of M) + span b.
+    training.train passes a fit without the offset b (black stays black): fitted with it on the
+    v1/v2 sets, b lifts a black input to 39-65/255, a haze the network would have to unlearn.
     """
     low, high = value_range
     matrix = torch.as_tensor(colour.matrix, dtype=torch.float32)

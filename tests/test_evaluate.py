@@ -1,0 +1,128 @@
+"""The real-render figures of training.evaluate: blacks kept, and structure after a per-channel gain/offset fit."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model import DMSHN
+from model.inference import relight
+from tests.images import scene
+from training.baselines import ColourTransfer, identity
+from training.data import RelightPairs
+from training.evaluate import black_frame_levels, dark_pixels, evaluate, format_table
+from training.evaluate import main as evaluate_main
+from training.identity_init import colour_init_, identity_init_
+from training.metrics import black_mask, blacks_kept, gain_offset_fit, psnr, ssim_uint8, structural_scores
+
+
+def night_frame(size: int = 64, seed: int = 0) -> torch.Tensor:
+    """uint8 (size, size, 3): a lit picture in the lower half, black (0) above, as a VIDIT night sky."""
+    pixels = scene(size, size, seed).copy()
+    pixels[: size // 2] = 0
+    return torch.from_numpy(pixels)
+
+
+def lifted(level: int):
+    def method(pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels.int() + level).clamp(0, 255).to(torch.uint8)
+
+    return method
+
+
+def test_black_is_luma_below_4_of_255():
+    pixels = torch.tensor([[[3, 3, 3], [4, 4, 4], [0, 0, 13], [0, 5, 0], [255, 0, 0]]], dtype=torch.uint8)
+    # BT.709 luma: 3, 4, 0.94, 3.58, 54.2
+    assert black_mask(pixels).tolist() == [[True, False, True, True, False]]
+
+
+def test_the_identity_keeps_the_black_region_at_0_and_a_lift_shows_in_8_bit_units():
+    frame = night_frame()
+    assert blacks_kept(identity(frame), frame) == 0.0
+    assert blacks_kept(lifted(30)(frame), frame) == 30.0
+    lit = torch.from_numpy(scene(64, 64))  # every pixel at 25/255 or more
+    assert blacks_kept(lit, lit) is None
+
+
+def test_a_gain_and_offset_changed_copy_scores_ssim_1_after_the_fit():
+    target = torch.from_numpy(scene(64, 64, 1))
+    gains, offsets = torch.tensor([0.55, 0.8, 1.1]), torch.tensor([60.0, 30.0, -5.0])
+    copy = (target.double() * gains + offsets).round().clamp(0, 255).to(torch.uint8)
+    assert ssim_uint8(copy, target) < 0.95 and psnr(copy, target) < 25
+    structural_psnr, structural_ssim = structural_scores(copy, target)
+    assert structural_ssim == pytest.approx(1.0, abs=1e-3)  # what is left is the copy's rounding to 8 bits
+    assert structural_psnr > 50
+    fitted = gain_offset_fit(copy, target)
+    assert fitted.dtype == torch.float64 and fitted.shape == target.shape
+    # Light in another place is not a gain or an offset: a shifted copy keeps its error through the fit.
+    moved = torch.roll(target, 8, dims=1)
+    assert structural_scores(moved, target)[1] < 0.9
+    assert structural_scores(moved, target)[0] == pytest.approx(psnr(moved, target), abs=1.0)
+
+
+def test_a_flat_channel_fits_to_the_targets_mean():
+    flat = torch.full((8, 8, 3), 7, dtype=torch.uint8)
+    target = torch.from_numpy(scene(8, 8))
+    assert torch.allclose(gain_offset_fit(flat, target), target.double().mean((0, 1)).expand(8, 8, 3))
+
+
+def write_split(root, pairs):
+    for side in ("input", "target"):
+        (root / side).mkdir(parents=True)
+    for index, (source, target) in enumerate(pairs):
+        Image.fromarray(source.numpy()).save(root / "input" / f"Image{index:03d}.png")
+        Image.fromarray(target.numpy()).save(root / "target" / f"Image{index:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def night_set(tmp_path_factory):
+    """Two 64x64 night frames relit by a gain, their black halves kept black; train and validation alike."""
+    root = tmp_path_factory.mktemp("night")
+    frames = [night_frame(64, seed) for seed in (0, 1)]
+    pairs = [(frame, (frame.double() * torch.tensor([0.9, 0.75, 0.6])).round().to(torch.uint8)) for frame in frames]
+    write_split(root / "train", pairs)
+    write_split(root / "validation", pairs)
+    return root
+
+
+def test_evaluate_reports_blacks_and_structure_for_each_method(night_set):
+    dataset = RelightPairs(night_set / "validation")
+    lift = ColourTransfer(np.eye(3), np.full(3, 0.04))  # black -> round(10.2) = 10
+    rows = {name: evaluate(method, dataset) for name, method in (("identity", identity), ("lift", lift))}
+    assert rows["identity"]["blacks_kept"] == 0.0
+    assert rows["lift"]["blacks_kept"] == 10.0
+    # The target is the input times a per-channel gain: after the fit, the identity's structure is exact.
+    assert rows["identity"]["structural_ssim"] == pytest.approx(1.0, abs=2e-3)
+    assert rows["identity"]["ssim"] < rows["identity"]["structural_ssim"]
+    assert dark_pixels(dataset) == {"fraction": 0.5, "target_level": 0.0}
+    assert black_frame_levels(identity) == {"flat": 0.0, "beside_patch": 0.0}
+    assert black_frame_levels(lift) == {"flat": 10.0, "beside_patch": 10.0}
+
+
+def test_the_colour_init_without_offset_keeps_black_black(night_set):
+    """The fit through the origin maps black to black; the untrained network it initialises does too."""
+    train = RelightPairs(night_set / "train")
+    lifted_pairs = [(source, lifted(12)(target)) for source, target in (train[0], train[1])]
+    with_offset, without = ColourTransfer.fit(lifted_pairs), ColourTransfer.fit(lifted_pairs, offset=False)
+    black = torch.zeros(4, 4, 3, dtype=torch.uint8)
+    assert with_offset(black).float().mean() > 5
+    assert without(black).max() == 0
+    model = DMSHN()
+    identity_init_(model)
+    colour_init_(model, without, (-0.5, 0.5))
+    assert black_frame_levels(lambda pixels: relight(model, pixels[None], (-0.5, 0.5))[0], 32)["flat"] == 0.0
+
+
+def test_evaluate_reports_the_new_figures(night_set, weights_file, capsys):
+    evaluate_main(["--weights", str(weights_file), "--data", str(night_set), "--precision", "fp32", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["dark_pixels"] == {"fraction": 0.5, "target_level": 0.0}
+    network = report["rows"]["StackedDMSHN"]
+    assert 0 <= network["blacks_kept"] <= 255 and 0 <= network["black_frame"]["flat"] <= 255
+    table = format_table(report["rows"], None, report["dark_pixels"])
+    for words in ("sPSNR", "sSSIM", "black", "frame", "50.0% of pixels, the target's level there 0.0"):
+        assert words in table
+    identity_row = next(line for line in table.splitlines() if line.startswith("identity"))
+    assert identity_row.split()[6:8] == ["0.0", "0.0"]
