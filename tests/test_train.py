@@ -1,5 +1,7 @@
+import copy
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -8,9 +10,9 @@ from torch import nn
 import training.train as train_module
 from model.weights import load_weights, read_metadata
 from training.evaluate import main as evaluate_main
-from training.losses import CombinedLoss
+from training.losses import CombinedLoss, L2Loss
 from training.synth import write_dataset
-from training.train import PRESETS, parse_args, train
+from training.train import PRESETS, TrainingStep, compile_wanted, parse_args, train
 from training.vgg import VGG16_LAYERS, VGG16Features
 
 
@@ -23,8 +25,8 @@ def tiny_set(tmp_path_factory):
 
 def tiny_config(data, out, **overrides):
     base = dataclasses.replace(
-        PRESETS["cpu"], data=str(data), out=str(out), crop=None, amp="off", eval_every=1000, eval_images=0,
-        checkpoint_every=1000, warmup_steps=0, lr=5e-4,
+        PRESETS["cpu"], data=str(data), out=str(out), crop=None, amp="off", compile="off", eval_every=1000,
+        eval_images=0, checkpoint_every=1000, warmup_steps=0, lr=5e-4,
     )  # fmt: skip
     return dataclasses.replace(base, **overrides)
 
@@ -112,6 +114,44 @@ def test_l2_term_scores_the_mean_better_than_the_median():
     assert only_l1(mean, target).item() == pytest.approx(only_l1(median, target).item())
     assert only_l2(mean, target).item() == pytest.approx(0.25)
     assert only_l2(median, target).item() == pytest.approx(0.5)
+
+
+def test_ssim_term_scores_a_lifted_black_as_the_metric_does():
+    """On [0, 1] (0 black), a black region lifted by 30/255 has SSIM C1 / (mu^2 + C1) = 0.0072, as on 0..255."""
+    only_ssim = CombinedLoss((-0.5, 0.5), l1_weight=0, ssim_weight=-1, perceptual_weight=0, tv_weight=0)
+    black = torch.full((1, 3, 32, 32), -0.5)
+    assert only_ssim(black + 30 / 255, black).item() == pytest.approx(-1e-4 / ((30 / 255) ** 2 + 1e-4), rel=1e-3)
+    assert only_ssim(black, black).item() == pytest.approx(-1.0)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor compiles C++ on the CPU")
+def test_the_compiled_step_takes_the_same_steps_as_the_eager_one():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    x, y = torch.rand(2, 3, 32, 32) - 0.5, torch.rand(2, 3, 32, 32) - 0.5
+    losses, weights = {}, {}
+    for compiled in (False, True):
+        model = copy.deepcopy(net)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        step = TrainingStep(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), None, 1.0, compiled)
+        step.set_loss(CombinedLoss((-0.5, 0.5), ssim_weight=-0.05, perceptual_weight=0))
+        losses[compiled] = [step(x, y).item() for _ in range(3)]
+        step.set_loss(L2Loss())  # the stage switch
+        losses[compiled].append(step(x, y).item())
+        weights[compiled] = torch.cat([parameter.detach().flatten() for parameter in model.parameters()])
+    assert losses[False][2] < losses[False][0]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    assert torch.allclose(weights[True], weights[False], atol=1e-5)
+    assert not torch.allclose(weights[False], torch.cat([p.flatten() for p in net.parameters()]))
+
+
+def test_compile_flag():
+    cpu = torch.device("cpu")
+    assert compile_wanted("on", cpu) and not compile_wanted("off", cpu)
+    assert not compile_wanted("auto", torch.device("cuda"))
+    with pytest.raises(ValueError, match="auto, on or off"):
+        compile_wanted("yes", cpu)
+    assert parse_args(["--compile", "off"]).compile == "off"
 
 
 def test_command_line_overrides_the_preset():

@@ -1,0 +1,119 @@
+"""Training steps per second: today's eager step against the compiled one, side by side in one run.
+
+    python bench/training_step.py                                    # 512x512, batch 2 (the v2 preset's step)
+    nice -n 10 python bench/training_step.py --size 128 --steps 2   # where a step is slow (AVX2-only CPUs)
+
+Both variants run training.train's own TrainingStep on a Stacked DMSHN with the shipped weights:
+the v2 preset's loss (L1 - 0.05 SSIM + 2e-8 TV), Adam, gradient-norm clip 1.0, channels_last,
+autocast where model.precision says it is fast (bf16 on AVX512-BF16/AMX CPUs, fp32 elsewhere), and
+glibc's freed memory kept for the next step (model.allocator, as training.train and the engine set it).
+"compiled" also runs the forward pass and the loss through torch.compile (Inductor), which compiles
+their backward too; `--compile auto` in training.train picks it where it wins.
+
+Each variant first runs --warmup steps untimed (compilation, oneDNN kernel builds), then the rounds
+alternate variants, --steps steps each, so that other processes' load falls on both alike;
+steps/s is the median round's. The first-step losses of both variants, from identical weights on
+an identical batch, show that they compute the same thing. Load averages before and after are
+printed: on a shared machine, read the ratio, not the absolute rates.
+"""
+
+import argparse
+import copy
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from model.allocator import reuse_freed_memory
+from model.pixels import parse_value_range
+from model.precision import cpu_has_fast_bf16
+from model.weights import SHIPPED_WEIGHTS, load_weights
+from training.train import PRESETS, TrainingStep, autocast_dtype, build_loss
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_kind() -> str:
+    """The CPU's model name and which of CPU_FLAGS it has (Linux /proc/cpuinfo; the platform elsewhere)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    present = [flag for flag in CPU_FLAGS if flag in flags]
+    return f"{name} ({', '.join(present) or 'none of ' + '/'.join(CPU_FLAGS)}; fast bf16: {cpu_has_fast_bf16()})"
+
+
+def batch(size: int, batch_size: int, seed: int) -> torch.Tensor:
+    """A smooth random batch in [-0.5, 0.5], (N, 3, size, size) channels_last: speed does not depend on content."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch_size, 3, max(1, size // 16), max(1, size // 16), generator=generator) - 0.5
+    return F.interpolate(coarse, size=(size, size), mode="bilinear").contiguous(memory_format=torch.channels_last)
+
+
+def variant(name: str, compiled: bool, amp: torch.dtype | None, model: torch.nn.Module) -> tuple[str, TrainingStep]:
+    cfg = PRESETS["v2"]
+    model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    step = TrainingStep(model, optimizer, scaler, amp, cfg.grad_clip, compiled)
+    step.set_loss(build_loss(cfg, 2, parse_value_range(cfg.value_range), torch.device("cpu")))
+    return name, step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512, help="square image side (a multiple of 16)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before the rounds")
+    parser.add_argument("--amp", choices=["auto", "off", "bf16"], default="auto", help="as training.train's --amp")
+    args = parser.parse_args()
+    allocator = reuse_freed_memory()
+    amp = autocast_dtype(dataclasses.replace(PRESETS["v2"], amp=args.amp), torch.device("cpu"))
+    model, _ = load_weights(SHIPPED_WEIGHTS)
+    x, y = batch(args.size, args.batch, 0), batch(args.size, args.batch, 1)
+    print(f"# CPU: {cpu_kind()}")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, autocast {amp or 'off (fp32)'}, "
+          f"channels_last, allocator reuse_freed_memory: {allocator}")  # fmt: skip
+    print(f"# {args.size}x{args.size}, batch {args.batch}: warm-up {args.warmup}, {args.rounds} rounds of "
+          f"{args.steps} steps per variant; load average before: {os.getloadavg()[0]:.1f}")  # fmt: skip
+    variants = dict([variant("eager (today)", False, amp, model), variant("compiled", True, amp, model)])
+    first_loss, warmup_s = {}, {}
+    for name, step in variants.items():
+        start = time.perf_counter()
+        for _ in range(args.warmup):
+            loss = step(x, y).item()
+            first_loss.setdefault(name, loss)
+        warmup_s[name] = time.perf_counter() - start
+    rates = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, step in variants.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step(x, y)
+            rates[name].append(args.steps / (time.perf_counter() - start))
+    print(f"# load average after: {os.getloadavg()[0]:.1f}")
+    print("| variant | steps/s | rounds' range | s/step | speed-up | warm-up s | first-step loss |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    today = statistics.median(rates["eager (today)"])
+    for name in variants:
+        rate = statistics.median(rates[name])
+        print(f"| {name} | {rate:.3f} | {min(rates[name]):.3f}-{max(rates[name]):.3f} | {1 / rate:.2f} | "
+              f"{rate / today:.2f}x | {warmup_s[name]:.0f} | {first_loss.get(name, float('nan')):.6f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
