@@ -108,6 +108,8 @@ class Placer:
         """A free (x, z) at a depth in `depth` (near, far), or None when none was found; the spot is then taken."""
         for _ in range(tries):
             ahead = self.rng.uniform(*depth) * self.distance
+            if ahead < 2.0 + 2 * radius:  # a crate an arm's length from the lens would fill the frame
+                continue
             across = self.rng.uniform(-spread, spread) * ahead * self.half_view
             if tall and ahead < 0.7 * self.distance and abs(across) < 0.7 * ahead * self.half_view:
                 continue
