@@ -26,6 +26,16 @@ def fast_autocast_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def fast_channels_last(device: torch.device, autocast_dtype: torch.dtype | None) -> bool:
+    """Whether the forward pass runs in channels_last (NHWC), the layout oneDNN and cuDNN are fast in.
+
+    Reduced precision always does. In fp32 the CPU does too: 1.12-1.13x over NCHW on an AVX2-only CPU,
+    identical 8-bit outputs (bench/model_throughput.py, bench/RESULTS.md); fp32 on CUDA stays NCHW until
+    measured there.
+    """
+    return autocast_dtype is not None or device.type == "cpu"
+
+
 def cpu_kind() -> str:
     """One line naming this CPU: model name, which of CPU_FLAGS it has (/proc/cpuinfo), cores, torch's fast path.
 

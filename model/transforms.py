@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from model.inference import relight
-from model.precision import fast_autocast_dtype
+from model.precision import fast_autocast_dtype, fast_channels_last
 from model.weights import SHIPPED_WEIGHTS, load_weights
 
 ImageLike = torch.Tensor | Image.Image
@@ -52,8 +52,7 @@ class Relight(nn.Module):
         network, metadata = load_weights(weights, self.device)
         self.value_range = metadata["value_range"]
         self.autocast_dtype = fast_autocast_dtype(self.device)
-        # Reduced precision runs channels_last, the layout oneDNN and cuDNN are fast in (as service.engine does).
-        self.channels_last = self.autocast_dtype is not None
+        self.channels_last = fast_channels_last(self.device, self.autocast_dtype)
         if self.channels_last:
             network = network.to(memory_format=torch.channels_last)
         self.network = network.requires_grad_(False)

@@ -21,7 +21,7 @@ import torch
 
 from model.allocator import reuse_freed_memory
 from model.inference import relight
-from model.precision import cpu_has_fast_bf16, fast_autocast_dtype
+from model.precision import cpu_has_fast_bf16, fast_autocast_dtype, fast_channels_last
 from model.weights import load_weights
 from service.settings import Settings
 
@@ -72,8 +72,7 @@ class Engine:
         self.model, self.metadata = load_weights(settings.weights, self.device)
         self.value_range = self.metadata["value_range"]
         self.autocast_dtype = fast_autocast_dtype(self.device) if settings.dtype == "auto" else DTYPES[settings.dtype]
-        # Reduced precision runs through autocast; channels_last is the layout oneDNN and cuDNN are fast in.
-        self.channels_last = self.autocast_dtype is not None
+        self.channels_last = fast_channels_last(self.device, self.autocast_dtype)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
