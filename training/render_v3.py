@@ -125,6 +125,7 @@ def light_positions(camera_origin, centre, model: LightModel) -> dict[str, np.nd
 
 
 def bsdf(material: Material) -> dict:
+    """Mitsuba's BSDF for a Material: diffuse, roughplastic (glossy) or roughconductor (metal), GGX."""
     import mitsuba as mi
 
     texture = {
@@ -138,22 +139,24 @@ def bsdf(material: Material) -> dict:
         surface = {"type": "roughplastic", "diffuse_reflectance": texture, "alpha": material.roughness}
     elif material.finish == "metal":
         surface = {"type": "roughconductor", "material": "none", "specular_reflectance": texture}
-        surface["alpha"] = material.roughness
+        surface |= {"alpha": material.roughness}
     else:
         surface = {"type": "diffuse", "reflectance": texture}
     return {"type": "twosided", "bsdf": surface} if material.two_sided else surface
 
 
 def mitsuba_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, surface: dict):
+    """A Mitsuba triangle mesh from meshes_v3's arrays, with vertex normals (smooth where vertices are shared)."""
     import mitsuba as mi
 
     props = mi.Properties()
     props["bsdf"] = mi.load_dict(surface)
     shape = mi.Mesh(name, len(vertices), len(faces), props, has_vertex_normals=True, has_vertex_texcoords=True)
     params = mi.traverse(shape)
-    params["vertex_positions"] = mi.Float(vertices.ravel()) if mi.Float is not float else vertices.ravel()
-    params["faces"] = mi.UInt32(faces.ravel()) if mi.Float is not float else faces.ravel()
-    params["vertex_texcoords"] = mi.Float(uvs.ravel()) if mi.Float is not float else uvs.ravel()
+    jit = mi.Float is not float  # JIT variants want their own arrays; scalar ones take numpy's
+    params["vertex_positions"] = mi.Float(vertices.ravel()) if jit else vertices.ravel()
+    params["faces"] = mi.UInt32(faces.ravel()) if jit else faces.ravel()
+    params["vertex_texcoords"] = mi.Float(uvs.ravel()) if jit else uvs.ravel()
     params.update()
     shape.recompute_vertex_normals()
     return shape
@@ -244,7 +247,8 @@ def render_pair(
 
     The light's intensity makes the horizontal irradiance at the centre point `exposure` (W/m^2,
     so a white Lambertian floor there has radiance exposure / pi): the same for both lights,
-    whose distances to the centre point are equal. A Mitsuba variant must be set.
+    whose distances to the centre point are equal. A Mitsuba variant must be set. Raises
+    LightBlocked where a light would sit inside a shape or close to one.
     """
     import mitsuba as mi
 
