@@ -5,9 +5,11 @@ pipeline streams (Ray Data's backpressure keeps memory bounded whatever the data
 
     file names -> read + decode (CPU tasks) -> relight (actors: one model each) -> encode + write (CPU tasks)
 
+(with CPU actors, Ray Data fuses reading and decoding into the actors' processes: both ask for CPUs).
 Every step is the local command's own code (service.command): the same decoding, colour
 management and metadata, the same engine and tiling, the same output names and formats, so a file
-relit here has the bytes the local command gives it. An actor loads the weights once and takes the
+relit here has the bytes the local command gives it (on a CPU where torch runs on as many threads:
+oneDNN's fp32 sums can differ in the last bit between thread counts). An actor loads the weights once and takes the
 GPUs given to it (--gpus-per-actor), or runs on the CPU where the cluster has none. A file that
 cannot be read, decoded, relit or written is listed in OUT/relight-failures.csv with the reason and
 the others go on; outputs already in OUT are skipped, so a rerun resumes.
@@ -79,7 +81,7 @@ def read_and_decode(row: dict, source: str, max_pixels: int) -> dict:
         return {**row, "image": None, "error": failure_reason(error)}
 
 
-class Relight:
+class RelightActor:
     """A Ray Data actor: the service's engine, loaded once, relighting batches of decoded images.
 
     Images of one shape go through in one forward pass (as many as the pixel budget allows),
@@ -101,7 +103,7 @@ class Relight:
                 outputs = self.relighter.relight([decoded.rgb for _, decoded in group])
             except Exception as error:
                 for i, _ in group:
-                    images[i], errors[i] = None, f"relighting failed: {type(error).__name__}: {error}"
+                    images[i], errors[i] = None, f"relighting failed: {failure_reason(error)}"
                 continue
             for (i, decoded), output in zip(group, outputs, strict=True):
                 images[i] = replace(decoded, rgb=output)
@@ -157,7 +159,7 @@ def pipeline(job: Job, rows: list[dict]) -> ray.data.Dataset:
         settings = settings.model_copy(update={"device": "cpu"})
         resources, threads = {"num_cpus": job.cpus_per_actor}, max(1, round(job.cpus_per_actor))
     relit = decoded.map_batches(
-        Relight,
+        RelightActor,
         fn_constructor_kwargs={"settings": settings, "threads": threads},
         batch_size=settings.max_batch_size,
         compute=ray.data.ActorPoolStrategy(size=job.actors),
