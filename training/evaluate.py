@@ -144,13 +144,13 @@ def format_table(rows: dict[str, dict], lpips_note: str | None, dark: dict | Non
             f"{optional(frame, 1):>6} {row['seconds_per_image']:8.3f}"
         )
     lines.append("sPSNR, sSSIM: after a per-channel gain/offset fit to the target; black: mean output level (0-255)")
-    if dark is None or dark["target_level"] is None:
-        lines.append("  where the input's luma < 4 (no such pixel here); frame: level for a flat black frame")
+    if dark is None:
+        where = ""
+    elif dark["target_level"] is None:
+        where = " (no such pixel here)"
     else:
-        lines.append(
-            f"  where the input's luma < 4 ({dark['fraction']:.1%} of pixels, the target's level there "
-            f"{dark['target_level']:.1f}); frame: level for a flat black frame"
-        )
+        where = f" ({dark['fraction']:.1%} of pixels, the target's level there {dark['target_level']:.1f})"
+    lines.append(f"  where the input's luma < 4{where}; frame: level for a flat black frame")
     if lpips_note:
         lines.append(f"LPIPS n/a: {lpips_note}")
     return "\n".join(lines)

@@ -39,7 +39,7 @@ from model.precision import cpu_has_fast_bf16, fast_autocast_dtype
 from model.weights import load_weights, save_weights
 from training.baselines import ColourTransfer
 from training.data import RelightPairs
-from training.evaluate import evaluate, evaluation_table, network_method
+from training.evaluate import dark_pixels, evaluate, evaluation_table, format_table, network_method
 from training.identity_init import colour_init_, identity_init_
 from training.losses import CombinedLoss, CombinedSobelLoss, L2Loss
 from training.vgg import VGG16Features, VGGWeightsMissing, find_vgg16_weights
@@ -395,7 +395,9 @@ def train(cfg: TrainConfig) -> Path:
                 bar.update()
                 if run.main and (step % cfg.eval_every == 0 or step == cfg.max_steps):
                     metrics = validate()
-                    bar.write(f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
+                    black = "" if metrics["blacks_kept"] is None else f", blacks at {metrics['blacks_kept']:.1f}/255"
+                    bar.write(f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
+                              f"sSSIM {metrics['structural_ssim']:.4f}{black}")  # fmt: skip
                     if metrics["psnr"] > best_psnr:
                         best_psnr = metrics["psnr"]
                         now = elapsed + time.perf_counter() - started
@@ -434,11 +436,10 @@ def record_final_evaluation(cfg, best: Path, roots: list[Path], device, amp_dtyp
     tables = {}
     for root in roots:
         colour_transfer = ColourTransfer.fit(RelightPairs(root / "train"))
-        tables[str(root)] = evaluation_table(model, RelightPairs(root / "validation"), metadata["value_range"],
-                                             colour_transfer, amp_dtype, cfg.channels_last)  # fmt: skip
-        print(f"{root / 'validation'}:")
-        for name, row in tables[str(root)].items():
-            print(f"  {name:<18} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}")
+        validation = RelightPairs(root / "validation")
+        tables[str(root)] = evaluation_table(model, validation, metadata["value_range"], colour_transfer, amp_dtype,
+                                             cfg.channels_last)  # fmt: skip
+        print(f"{root / 'validation'}:\n{format_table(tables[str(root)], None, dark_pixels(validation))}")
     summary = metadata["training"] | {"validation": tables[str(roots[0])], "total_wall_time_s": round(wall, 1)}
     if len(roots) > 1:
         summary["validation_sets"] = tables
