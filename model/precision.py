@@ -29,11 +29,14 @@ def fast_autocast_dtype(device: torch.device) -> torch.dtype | None:
 def fast_channels_last(device: torch.device, autocast_dtype: torch.dtype | None) -> bool:
     """Whether the forward pass runs in channels_last (NHWC), the layout oneDNN and cuDNN are fast in.
 
-    Reduced precision always does. In fp32 the CPU does too: 1.12-1.13x over NCHW on an AVX2-only CPU,
-    identical 8-bit outputs (bench/model_throughput.py, bench/RESULTS.md); fp32 on CUDA stays NCHW until
-    measured there.
+    Reduced precision always does. In fp32 it depends on the CPU's vector width (bench/model_throughput.py,
+    bench/RESULTS.md): 1.12-1.13x over NCHW on an AVX2-only CPU, 0.95-0.97x on an AVX-512 one, identical
+    8-bit outputs on both; so fp32 runs channels_last where torch's fastest kernels are AVX2. fp32 on CUDA
+    stays NCHW until measured there.
     """
-    return autocast_dtype is not None or device.type == "cpu"
+    if autocast_dtype is not None:
+        return True
+    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def cpu_kind() -> str:
