@@ -102,11 +102,12 @@ class Engine:
         """The first pass at a new shape builds kernels (oneDNN, cuDNN autotuning): pay for it before serving.
 
         shapes are (height, width) in pixels; batch_limit(height, width) the largest batch served at that shape.
-        Every shape runs at batch 1. The first shape of at least 256x256 (else 256x256 itself) is then timed
-        again, its kernels built: that gives the seconds per pixel admission starts from. The larger batches
-        run next, while the estimated compute of the warm-up (seconds per pixel x pixels of each pass) stays
-        within budget_s: where one 1024x1024 pass takes 10 s (fp32 on two AVX2 cores) the full warm-up took
-        minutes, and a batch that was not warmed costs its first users one slow pass, not a late readiness.
+        The first shape of at least 256x256 (else 256x256 itself) runs at batch 1, then again, timed, its
+        kernels built: that gives the seconds per pixel admission starts from. The other shapes at batch 1,
+        then the larger batches, follow while the estimated compute of the warm-up (seconds per pixel x
+        pixels of each pass) stays within budget_s: where a 1024x1024 pass takes 10 s (fp32 on two AVX2
+        cores) warming every pass took minutes, and a pass not warmed costs its first user one slow pass
+        (kernels built then), not everyone a late readiness.
 
         Returns seconds per pixel.
         """
@@ -114,15 +115,11 @@ class Engine:
         self._warm(1, *timing, compiled=timing in shapes)
         seconds_per_pixel = self.run(np.zeros((1, *timing, 3), np.uint8)).inference_s / (timing[0] * timing[1])
         log.info("throughput %.3f s per megapixel (%dx%d)", seconds_per_pixel * 1e6, timing[1], timing[0])
-        for shape in shapes:
-            if shape != timing:
-                self._warm(1, *shape)
-        estimated_s = seconds_per_pixel * sum(height * width for height, width in {timing, *shapes})
-        for height, width in shapes:
-            batch = batch_limit(height, width)
+        passes = [(1, *shape) for shape in shapes if shape != timing]
+        passes += [(batch_limit(*shape), *shape) for shape in shapes if batch_limit(*shape) > 1]
+        estimated_s = seconds_per_pixel * timing[0] * timing[1]
+        for batch, height, width in passes:
             estimate_s = seconds_per_pixel * batch * height * width
-            if batch == 1:
-                continue
             if estimated_s + estimate_s > budget_s:
                 log.info("%dx%d batch %d not warmed: its pass (about %.0f s) would take warm-up past its %.0f s budget",
                          width, height, batch, estimate_s, budget_s)  # fmt: skip

@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     warmup_budget_s: float = Field(
         30.0,
         ge=0,
-        description="estimated compute seconds warm-up may spend on the larger batches, after every shape has run at "
-        "batch 1: bounds readiness where a forward pass is slow (fp32 on CPUs without AVX-512)",
+        description="estimated compute seconds warm-up may spend after timing its first shape (the other shapes at "
+        "batch 1, then the larger batches): bounds readiness where a forward pass is slow (fp32 on AVX2-only CPUs)",
     )
     workers: int = Field(
         1,

@@ -1,4 +1,4 @@
-"""Warm-up: every shape once at batch 1, the timing pass, then the larger batches while the budget lasts."""
+"""Warm-up: the timing shape and its timed pass, then the other shapes and the larger batches while the budget lasts."""
 
 import numpy as np
 import pytest
@@ -32,6 +32,11 @@ def test_larger_batches_run_while_the_estimated_compute_fits_the_budget(engine):
     seconds_per_pixel = engine.warm_up([small, large], lambda height, width: 4, budget_s=1.0)
     assert seconds_per_pixel == pytest.approx(1e-6)
     assert engine.passes == [(1, *small), (1, *small), (1, *large), (4, *small)]
+
+
+def test_a_budget_smaller_than_one_pass_warms_the_timing_shape_alone(engine):
+    engine.warm_up([(256, 256), (512, 512)], lambda height, width: 4, budget_s=0.2)
+    assert engine.passes == [(1, 256, 256), (1, 256, 256)]
 
 
 def test_without_a_budget_every_batch_is_warmed_and_small_shapes_are_timed_at_256(engine):
