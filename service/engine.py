@@ -21,7 +21,7 @@ import torch
 
 from model.allocator import reuse_freed_memory
 from model.inference import relight
-from model.precision import cpu_has_fast_bf16, fast_autocast_dtype, fast_channels_last
+from model.precision import cpu_has_fast_bf16, cpu_kind, fast_autocast_dtype, fast_channels_last
 from model.weights import load_weights
 from service.settings import Settings
 
@@ -86,11 +86,14 @@ class Engine:
             self.compiled = torch.compile(self.model, dynamic=False)
         self.dtype_name = str(self.autocast_dtype or torch.float32).removeprefix("torch.")
         log.info(
-            "loaded %s (%s) on %s, compute dtype %s",
+            "loaded %s (%s) on %s (%s), compute dtype %s, %s, compiled %s",
             self.metadata["architecture"],
             settings.weights,
             self.device,
+            cpu_kind() if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
             self.dtype_name,
+            "channels_last" if self.channels_last else "NCHW",
+            self.compiled is not None,
         )
 
     def warm_up(
