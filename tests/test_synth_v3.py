@@ -67,7 +67,7 @@ def test_a_pair_differs_where_light_and_shadow_move(tiny_set):
     for path in sorted((tiny_set / "train" / "input").iterdir()):
         source, target = torch.from_numpy(read(path)), torch.from_numpy(read(tiny_set / "train" / "target" / path.name))
         residual = (ColourTransfer.fit([(source, target)])(source).int() - target.int()).abs().amax(-1)
-        assert (residual > 40).float().mean() > 0.03, path.name
+        assert (residual > 30).float().mean() > 0.03, path.name
 
 
 def test_no_pair_is_nearly_all_black(tiny_set):
