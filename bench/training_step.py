@@ -21,38 +21,17 @@ import argparse
 import copy
 import dataclasses
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from model.allocator import reuse_freed_memory
 from model.pixels import parse_value_range
-from model.precision import cpu_has_fast_bf16
+from model.precision import cpu_kind
 from model.weights import SHIPPED_WEIGHTS, load_weights
 from training.train import PRESETS, TrainingStep, autocast_dtype, build_loss
-
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def cpu_kind() -> str:
-    """The CPU's model name and which of CPU_FLAGS it has (Linux /proc/cpuinfo; the platform elsewhere)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    present = [flag for flag in CPU_FLAGS if flag in flags]
-    return f"{name} ({', '.join(present) or 'none of ' + '/'.join(CPU_FLAGS)}; fast bf16: {cpu_has_fast_bf16()})"
 
 
 def batch(size: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -85,8 +64,8 @@ def main() -> None:
     amp = autocast_dtype(dataclasses.replace(PRESETS["v2"], amp=args.amp), torch.device("cpu"))
     model, _ = load_weights(SHIPPED_WEIGHTS)
     x, y = batch(args.size, args.batch, 0), batch(args.size, args.batch, 1)
-    print(f"# CPU: {cpu_kind()}")
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, autocast {amp or 'off (fp32)'}, "
+    print(f"# {cpu_kind()}")
+    print(f"# {torch.get_num_threads()} threads, autocast {amp or 'off (fp32)'}, "
           f"channels_last, allocator reuse_freed_memory: {allocator}")  # fmt: skip
     print(f"# {args.size}x{args.size}, batch {args.batch}: warm-up {args.warmup}, {args.rounds} rounds of "
           f"{args.steps} steps per variant; load average before: {os.getloadavg()[0]:.1f}")  # fmt: skip
