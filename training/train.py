@@ -38,7 +38,7 @@ from model.pixels import parse_value_range, to_network
 from model.precision import cpu_has_fast_bf16, fast_autocast_dtype
 from model.weights import load_weights, save_weights
 from training.baselines import ColourTransfer
-from training.data import RelightPairs
+from training.data import DataError, RelightPairs
 from training.evaluate import dark_pixels, evaluate, evaluation_table, format_table, network_method
 from training.identity_init import colour_init_, identity_init_
 from training.losses import CombinedLoss, CombinedSobelLoss, L2Loss
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     try:
         train(cfg)
-    except VGGWeightsMissing as error:
+    except (VGGWeightsMissing, DataError) as error:
         raise SystemExit(f"error: {error}") from None
 
 
