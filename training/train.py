@@ -1,6 +1,7 @@
 """Train DMSHN / Stacked DMSHN with the paper's two-stage recipe and write a relight weight file.
 
-    python -m training.train --preset cpu                      # the shipped weights, on a CPU in about an hour
+    python -m training.train --preset cpu                      # weights v1 from scratch, ~1 h on 2 AVX512-BF16 cores
+    python -m training.train --preset v3 --data data/synth3,data/synth2,data/synth   # weights v3: a warm restart
     python -m training.train --preset paper --data VIDIT_DIR   # the paper's settings
     torchrun --nproc_per_node=4 -m training.train --preset paper --data VIDIT_DIR
     python -m training.train --preset cpu --resume             # continue from OUT/checkpoint.pt
