@@ -6,11 +6,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.images import encode, scene
 
 
 def free_port() -> int:
@@ -102,3 +105,18 @@ def wait_for_metric(server: Server, line_prefix: str, value: float, timeout: flo
     while server.metric(line_prefix) != value:
         assert time.monotonic() < deadline, f"{line_prefix} never reached {value}"
         time.sleep(0.02)
+
+
+def leave_while_queued(server: Server, upload: bytes) -> None:
+    """A client queued behind a 1024x1024 upload closes its socket: it is dropped, never computed.
+
+    Needs a known-cost engine (tests/engines.py) slow enough that the blocker is still in the model.
+    """
+    files = {"image": ("blocker.png", encode(scene(1024, 1024)))}
+    with ThreadPoolExecutor(1) as pool:
+        blocker = pool.submit(httpx.post, server.url + "/relight", files=files, timeout=60)
+        wait_for_metric(server, "relight_queue_depth", 1)  # the blocker is in the model
+        send_then_leave(server.url, upload, leave_when=lambda: server.metric("relight_queue_depth") == 2)
+        assert blocker.result().status_code == 200
+    wait_for_metric(server, 'relight_dropped_total{reason="client_gone"}', 1, timeout=10)
+    assert server.metric('relight_tiles_total{outcome="run"}') == 1  # the blocker's only

@@ -22,7 +22,7 @@ from tests.images import (
     sixteen_bit_grey,
     with_exif_orientation,
 )
-from tests.server import running_server, send_then_leave, wait_for_metric
+from tests.server import leave_while_queued, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PICTURE = scene(24, 36)
@@ -196,16 +196,7 @@ def test_a_client_that_leaves_while_queued_is_not_computed(weights_file, tmp_pat
     with running_server(
         weights_file, tmp_path, command=[sys.executable, "-m", "tests.engines"], test_seconds_per_megapixel=3,
     ) as server:  # fmt: skip
-        with ThreadPoolExecutor(1) as pool:
-            blocker = pool.submit(post, server.url, encode(scene(1024, 1024)))
-            wait_for_metric(server, "relight_queue_depth", 1)  # the blocker is in the model
-            send_then_leave(server.url, encode(PICTURE), leave_when=lambda: server.metric("relight_queue_depth") == 2)
-            assert blocker.result().status_code == 200
-        deadline = time.monotonic() + 10
-        while not server.metric('relight_dropped_total{reason="client_gone"}') and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert server.metric('relight_dropped_total{reason="client_gone"}') == 1
-        assert server.metric('relight_tiles_total{outcome="run"}') == 1  # the blocker's only
+        leave_while_queued(server, encode(PICTURE))
     assert "windows of an image (client_gone)" in server.log()
 
 

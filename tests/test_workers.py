@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.images import encode, scene
-from tests.server import running_server, send_then_leave, wait_for_metric, wait_until
+from tests.server import leave_while_queued, running_server, wait_until
 
 
 def post(url, data: bytes, filename="scene.png", timeout=60.0, **kwargs):
@@ -102,18 +102,7 @@ def test_a_second_service_on_the_same_port_does_not_start(servers):
 def test_a_client_that_leaves_is_dropped_from_the_model_process_queue(weights_file, tmp_path):
     """Queued behind a 1024x1024 upload that takes 3 s (a known-cost forward pass), the client closes its socket."""
     with running_server(weights_file, tmp_path, workers=2, **PACED) as split:
-        with ThreadPoolExecutor(1) as pool:
-            blocker = pool.submit(post, split.url, encode(scene(1024, 1024)))
-            wait_for_metric(split, "relight_queue_depth", 1)  # the blocker is in the model
-            send_then_leave(
-                split.url, encode(scene(24, 36)), leave_when=lambda: split.metric("relight_queue_depth") == 2
-            )
-            assert blocker.result().status_code == 200
-        deadline = time.monotonic() + 10
-        while not split.metric('relight_dropped_total{reason="client_gone"}') and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert split.metric('relight_dropped_total{reason="client_gone"}') == 1
-        assert split.metric('relight_tiles_total{outcome="run"}') == 1  # the blocker's only
+        leave_while_queued(split, encode(scene(24, 36)))
 
 
 def test_a_full_queue_is_answered_503_from_the_model_process(weights_file, tmp_path):
