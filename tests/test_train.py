@@ -124,6 +124,22 @@ def test_ssim_term_scores_a_lifted_black_as_the_metric_does():
     assert only_ssim(black, black).item() == pytest.approx(-1.0)
 
 
+def test_dark_term_pulls_a_lifted_black_down_as_hard_as_any_lift_and_leaves_lit_pixels_alone():
+    """Half the frame unlit in the target: the term is the mean lift there, halved (averaged over every pixel),
+    its gradient the same at a lift of 2/255 as at 30/255, and zero on the lit half."""
+    only_dark = CombinedLoss((-0.5, 0.5), l1_weight=0, ssim_weight=0, perceptual_weight=0, tv_weight=0, dark_weight=1)
+    target = torch.full((1, 3, 8, 8), -0.5)
+    target[..., 4:] = 0.2
+    for lift in (2 / 255, 30 / 255):
+        output = (target + lift).requires_grad_()
+        loss = only_dark(output, target)
+        loss.backward()
+        assert loss.item() == pytest.approx(lift / 2)
+        assert output.grad[..., :4].unique().tolist() == pytest.approx([1 / target.numel()])
+        assert output.grad[..., 4:].abs().max().item() == 0
+    assert only_dark(target, target).item() == 0
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor compiles C++ on the CPU")
 def test_the_compiled_step_takes_the_same_steps_as_the_eager_one():
     torch.manual_seed(0)
