@@ -1,7 +1,12 @@
-"""Training steps per second: today's eager step against the compiled one, side by side in one run.
+"""Training steps per second: today's eager step against the compiled one, or crop sizes and batches against
+each other, side by side in one run.
 
-    python bench/training_step.py                                    # 512x512, batch 2 (the v2 preset's step)
+    python bench/training_step.py                                    # 512x512, batch 2, eager against compiled
     nice -n 10 python bench/training_step.py --size 128 --steps 2   # where a step is slow (AVX2-only CPUs)
+    python bench/training_step.py --candidates 256x2,256x4,384x2,512x2   # crop x batch, eager: which trains fastest
+
+A candidate's figure of merit is training pixels per second (crop^2 x batch x steps/s): a step on more pixels
+sees more of the scenes, and the v3 preset's crops keep the renders' scale, so pixels are comparable across crops.
 
 Both variants run training.train's own TrainingStep on a Stacked DMSHN with the shipped weights:
 the v2 preset's loss (L1 - 0.05 SSIM + 2e-8 TV), Adam, gradient-norm clip 1.0, channels_last,
@@ -41,8 +46,9 @@ def batch(size: int, batch_size: int, seed: int) -> torch.Tensor:
     return F.interpolate(coarse, size=(size, size), mode="bilinear").contiguous(memory_format=torch.channels_last)
 
 
-def variant(name: str, compiled: bool, amp: torch.dtype | None, model: torch.nn.Module) -> tuple[str, TrainingStep]:
-    cfg = PRESETS["v2"]
+def variant(name: str, compiled: bool, amp: torch.dtype | None, model: torch.nn.Module, preset: str = "v2"):
+    """(name, TrainingStep) on a copy of `model` with `preset`'s loss at stage 2, Adam and gradient clip."""
+    cfg = PRESETS[preset]
     model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
@@ -51,10 +57,30 @@ def variant(name: str, compiled: bool, amp: torch.dtype | None, model: torch.nn.
     return name, step
 
 
+def timed(variants: dict, inputs: dict, args) -> tuple[dict, dict, dict]:
+    """Warm each variant up, then alternate them round by round: (steps/s per round, first loss, warm-up s)."""
+    first_loss, warmup_s = {}, {}
+    for name, step in variants.items():
+        start = time.perf_counter()
+        for _ in range(args.warmup):
+            loss = step(*inputs[name]).item()
+            first_loss.setdefault(name, loss)
+        warmup_s[name] = time.perf_counter() - start
+    rates = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, step in variants.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step(*inputs[name])
+            rates[name].append(args.steps / (time.perf_counter() - start))
+    return rates, first_loss, warmup_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="square image side (a multiple of 16)")
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--candidates", default=None, help="SIDExBATCH,...: eager steps of these shapes instead")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before the rounds")
@@ -63,35 +89,32 @@ def main() -> None:
     allocator = reuse_freed_memory()
     amp = autocast_dtype(dataclasses.replace(PRESETS["v2"], amp=args.amp), torch.device("cpu"))
     model, _ = load_weights(SHIPPED_WEIGHTS)
-    x, y = batch(args.size, args.batch, 0), batch(args.size, args.batch, 1)
     print(f"# {cpu_kind()}")
     print(f"# {torch.get_num_threads()} threads, autocast {amp or 'off (fp32)'}, "
           f"channels_last, allocator reuse_freed_memory: {allocator}")  # fmt: skip
-    print(f"# {args.size}x{args.size}, batch {args.batch}: warm-up {args.warmup}, {args.rounds} rounds of "
-          f"{args.steps} steps per variant; load average before: {os.getloadavg()[0]:.1f}")  # fmt: skip
-    variants = dict([variant("eager (today)", False, amp, model), variant("compiled", True, amp, model)])
-    first_loss, warmup_s = {}, {}
-    for name, step in variants.items():
-        start = time.perf_counter()
-        for _ in range(args.warmup):
-            loss = step(x, y).item()
-            first_loss.setdefault(name, loss)
-        warmup_s[name] = time.perf_counter() - start
-    rates = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, step in variants.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step(x, y)
-            rates[name].append(args.steps / (time.perf_counter() - start))
+    if args.candidates:
+        shapes = [tuple(int(n) for n in text.split("x")) for text in args.candidates.split(",")]
+        inputs = {f"{side}x{side}, batch {n}": (batch(side, n, 0), batch(side, n, 1)) for side, n in shapes}
+        variants = dict(variant(name, False, amp, model, "v3") for name in inputs)
+        print(f"# eager, the v3 preset's loss: warm-up {args.warmup}, {args.rounds} rounds of {args.steps} steps "
+              f"per candidate; load average before: {os.getloadavg()[0]:.1f}")  # fmt: skip
+    else:
+        x, y = batch(args.size, args.batch, 0), batch(args.size, args.batch, 1)
+        variants = dict([variant("eager (today)", False, amp, model), variant("compiled", True, amp, model)])
+        inputs = dict.fromkeys(variants, (x, y))
+        print(f"# {args.size}x{args.size}, batch {args.batch}: warm-up {args.warmup}, {args.rounds} rounds of "
+              f"{args.steps} steps per variant; load average before: {os.getloadavg()[0]:.1f}")  # fmt: skip
+    rates, first_loss, warmup_s = timed(variants, inputs, args)
     print(f"# load average after: {os.getloadavg()[0]:.1f}")
-    print("| variant | steps/s | rounds' range | s/step | speed-up | warm-up s | first-step loss |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    today = statistics.median(rates["eager (today)"])
+    print("| variant | steps/s | rounds' range | s/step | Mpixel/s | speed-up | warm-up s | first-step loss |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    pixel_rates = {name: statistics.median(rates[name]) * inputs[name][0][:, 0].numel() for name in variants}
+    reference = next(iter(pixel_rates.values()))
     for name in variants:
         rate = statistics.median(rates[name])
         print(f"| {name} | {rate:.3f} | {min(rates[name]):.3f}-{max(rates[name]):.3f} | {1 / rate:.2f} | "
-              f"{rate / today:.2f}x | {warmup_s[name]:.0f} | {first_loss.get(name, float('nan')):.6f} |")  # fmt: skip
+              f"{pixel_rates[name] / 1e6:.3f} | {pixel_rates[name] / reference:.2f}x | {warmup_s[name]:.0f} | "
+              f"{first_loss.get(name, float('nan')):.6f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
