@@ -224,7 +224,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 else
   export PYTHONPATH=$PWD
 fi
-missing=$("$PY" -c 'import service.cli, training.train, bench.gpu_load' 2>&1 | tail -1)
+missing=$("$PY" -c 'import service.serve, training.train, bench.gpu_load' 2>&1 | tail -1)
 [ -z "$missing" ] || fail_now "the project does not import ($missing): run 'bash bench/gpu_check.sh prepare' where PyPI answers, and carry .whl"
 export PYTHONUNBUFFERED=1
 

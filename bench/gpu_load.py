@@ -3,7 +3,7 @@
     python bench/gpu_load.py                                  # 1 and 8 workers, PNG and JPEG, 1024x1024
     python bench/gpu_load.py --workers 1,4,8 --duration 20
 
-For each RELIGHT_WORKERS value it starts `relight-serve` (python -m service.cli) with the real weights,
+For each RELIGHT_WORKERS value it starts `relight-serve` (python -m service.serve) with the real weights,
 batches of up to 8 images (the pixel budget raised to match) and the 1024x1024 shape warmed, then
 loads it with clients spread over several processes (one Python process of client threads binds
 before a GPU-fed server does), each uploading the same photographic picture (bench/serving_ceiling.py
@@ -38,7 +38,7 @@ def start(workers: int, size: int, weights: Path) -> tuple[subprocess.Popen, str
            "RELIGHT_MAX_BATCH_SIZE": str(MAX_BATCH), "RELIGHT_MAX_BATCH_PIXELS": str(budget),
            "RELIGHT_WARMUP": f"{size}x{size}", "RELIGHT_WARMUP_TILE": "false", "RELIGHT_MAX_QUEUE": "512",
            "RELIGHT_REQUEST_TIMEOUT_S": "120"}  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "service.cli"], env=env, cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "service.serve"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until(Server(url, server, Path(os.devnull)), "/readyz", timeout=300)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model.weights import SHIPPED_WEIGHTS  # noqa: E402
-from service.engine import Engine  # noqa: E402
+from service.batching.engine import Engine  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.images import scene  # noqa: E402
 from tests.server import Server, free_port, wait_until  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
         env = {**os.environ, "RELIGHT_WEIGHTS": str(args.weights), "RELIGHT_PORT": str(port),
                "RELIGHT_MAX_BATCH_SIZE": str(max_batch), "RELIGHT_MAX_QUEUE": "1024", "RELIGHT_MAX_WAIT_MS": "10",
                "RELIGHT_REQUEST_TIMEOUT_S": "600", "RELIGHT_WARMUP": ",".join(f"{s}x{s}" for s in sizes)}  # fmt: skip
-        server = subprocess.Popen([sys.executable, "-m", "service.cli"], env=env, cwd=ROOT,
+        server = subprocess.Popen([sys.executable, "-m", "service.serve"], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:

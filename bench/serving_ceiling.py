@@ -4,7 +4,7 @@
     python bench/serving_ceiling.py --formats png --sizes 1024 --cores 2 --litserve
     python bench/serving_ceiling.py --formats png,jpeg --sizes 1024 --workers 1,2   # RELIGHT_WORKERS
 
-The real service (`service.cli.main`) runs with an engine whose forward pass returns its
+The real service (`service.serve.main`) runs with an engine whose forward pass returns its
 input, pinned with taskset to 1 or 2 cores; clients upload a photographic picture (a
 synthetic scene with sensor noise) and ask for the same format back. For each row: requests
 per second and the server's CPU milliseconds per request (user + system time of the
@@ -43,7 +43,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def zero_cost_engine(settings):
     """The real Engine (weights loaded, settings honoured) whose forward pass costs nothing."""
-    from service.engine import BatchResult, Engine
+    from service.batching.batcher import BatchResult
+    from service.batching.engine import Engine
 
     class ZeroCostEngine(Engine):
         def run(self, pixels: np.ndarray) -> BatchResult:
@@ -219,7 +220,7 @@ def main() -> None:
         sys.modules["uvloop"] = sys.modules["httptools"] = None
         args.serve_zero = args.serve_plain
     if args.serve_zero:
-        from service.cli import main as serve
+        from service.serve import main as serve
 
         return serve(["--port", str(args.serve_zero)], engine_factory=zero_cost_engine)
     pictures = {size: picture(size) for size in (int(s) for s in args.sizes.split(","))}

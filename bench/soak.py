@@ -57,7 +57,7 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "RELIGHT_WEIGHTS": str(args.weights), "RELIGHT_PORT": str(port), "RELIGHT_MAX_QUEUE": "8",
            "RELIGHT_MAX_UPLOAD_BYTES": "2000000", "RELIGHT_WARMUP": "64x64"}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "service.cli"], env=env, cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "service.serve"], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     answers: collections.Counter = collections.Counter()

@@ -68,6 +68,24 @@ def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[Windo
     return [Window(top, left, tile_h, tile_w) for top in rows for left in columns]
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How images are cut and batched: `tile` and `overlap` in pixels (tile_windows), and a forward pass's
+    limits, `max_batch_size` images or tiles and `max_batch_pixels` pixels (RELIGHT_* settings of those names)."""
+
+    tile: int
+    overlap: int
+    max_batch_size: int
+    max_batch_pixels: int
+
+    def windows(self, height: int, width: int) -> list[Window]:
+        return tile_windows(height, width, self.tile, self.overlap)
+
+    def batch_limit(self, height: int, width: int) -> int:
+        """Images or tiles of height x width per forward pass: the count limit or the pixel budget, whichever binds."""
+        return max(1, min(self.max_batch_size, self.max_batch_pixels // (height * width)))
+
+
 @dataclass
 class TiledImage:
     """One image cut into windows; tile outputs are added in as they come, in any order."""

@@ -1,1 +1,5 @@
-"""The relight REST service: FastAPI app, batching queue, engine and metrics."""
+"""The relight REST service and the offline `relight` command. Rooms: `http/` (the FastAPI app, routes, upload
+parsing, the page), `batching/` (the queue, the engine, the model handle the routes use), `workers/` (the
+multi-process mode, RELIGHT_WORKERS > 1), `command/` (`relight`: local, --server, --ray) and `codecs/` (image
+bytes to pixels and back). `serve` is `relight-serve`'s entry point; `settings` (RELIGHT_* variables) and
+`metrics` (Prometheus) are shared by all rooms."""

@@ -16,9 +16,10 @@ import time
 
 import numpy as np
 
-from service.app import create_app
-from service.cli import main
-from service.engine import BatchResult, Engine
+from service.batching.batcher import BatchResult
+from service.batching.engine import Engine
+from service.http.app import create_app
+from service.serve import main
 
 POISON = 13
 SLOW = 7

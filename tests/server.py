@@ -55,7 +55,7 @@ def running_server(weights: Path, log_dir: Path, command: list[str] | None = Non
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [part.replace("{port}", str(port)) for part in command or [sys.executable, "-m", "service.cli"]],
+            [part.replace("{port}", str(port)) for part in command or [sys.executable, "-m", "service.serve"]],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

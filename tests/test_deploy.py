@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from service.command import argument_parser
+from service.command.main import argument_parser
 from tests.images import encode, scene
 from tests.server import free_port, running_server
 

@@ -11,9 +11,9 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from service import command  # noqa: E402
 from service.codecs.imaging import ImageError, decode  # noqa: E402
-from service.ray_job import FAILURES  # noqa: E402
+from service.command import main as command  # noqa: E402
+from service.command.ray_job import FAILURES  # noqa: E402
 from tests.images import encode, scene, with_exif_orientation  # noqa: E402
 
 # Small tiles so that a 200x150 image is tiled; the pixel budget keeps several tiles to a forward pass.

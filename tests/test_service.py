@@ -231,7 +231,7 @@ def test_bad_weights_stop_startup_with_one_line(tmp_path, workers):
     for bad in (tmp_path / "missing.safetensors", tmp_path / "junk.safetensors"):
         if bad.name.startswith("junk"):
             bad.write_bytes(b"junk" * 100)
-        result = subprocess.run([sys.executable, "-m", "service.cli"], env={"RELIGHT_WEIGHTS": str(bad),
+        result = subprocess.run([sys.executable, "-m", "service.serve"], env={"RELIGHT_WEIGHTS": str(bad),
                                 "RELIGHT_WORKERS": workers, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                                 timeout=120)  # fmt: skip
         assert result.returncode != 0

@@ -13,10 +13,10 @@ def modules_loaded_by(statement: str) -> set[str]:
     return set(json.loads(result.stdout.splitlines()[-1]))
 
 
-@pytest.mark.parametrize("statement", ["import service.app", "import service.cli"])
+@pytest.mark.parametrize("statement", ["import service.http.app", "import service.serve"])
 def test_service_loads_no_training_module(statement):
     loaded = modules_loaded_by(statement)
-    assert "service.app" in loaded
+    assert "service.http.app" in loaded
     assert not {name for name in loaded if name == "training" or name.startswith("training.")}
 
 

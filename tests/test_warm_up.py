@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from service.engine import BatchResult
+from service.batching.batcher import BatchResult
 from service.settings import Settings
 from tests.engines import SECONDS_PER_MEGAPIXEL, SeamedEngine
 

@@ -94,7 +94,9 @@ def test_a_second_service_on_the_same_port_does_not_start(servers):
     _, split = servers
     env = {**os.environ, "RELIGHT_WORKERS": "2", "RELIGHT_PORT": split.url.rsplit(":", 1)[1], "RELIGHT_WARMUP": "",
            "RELIGHT_WARMUP_TILE": "false", "RELIGHT_COMPILE": "off"}  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "service.cli"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "service.serve"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("relight: cannot start: cannot listen on")
 

@@ -3,7 +3,7 @@
 The HTTP workers parse, decode and encode in processes of their own, so no single GIL binds
 them; this process only queues, batches and runs the model. Each worker holds one
 connection on a Unix socket in a private directory and sends pickled (kind, key, value)
-messages, each framed by its length:
+messages (service.workers.messages):
 
     admit    (height, width, deadline)  -> reply None, or TooBig / Backlogged
     release  None
@@ -25,8 +25,6 @@ parent (relight-serve), which tells this process to stop once every worker has d
 import asyncio
 import logging
 import os
-import pickle
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -38,30 +36,15 @@ import uvloop
 from prometheus_client import CollectorRegistry, generate_latest
 
 from model.weights import WeightsError
-from service import shared_images
-from service.batcher import Job, Reservation
-from service.engine import Engine
-from service.local_model import LocalModel
+from service.batching.batcher import Job, Reservation
+from service.batching.engine import Engine
+from service.batching.local_model import LocalModel
 from service.metrics import process_registry
 from service.settings import Settings
+from service.workers import shared_images
+from service.workers.messages import frame, read_message
 
 log = logging.getLogger("relight.model_process")
-
-LENGTH = struct.Struct("!I")
-
-
-def frame(message: tuple) -> bytes:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return LENGTH.pack(len(body)) + body
-
-
-async def read_message(reader: asyncio.StreamReader) -> tuple | None:
-    """The next message, or None when the other side has closed the connection."""
-    try:
-        (length,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
-        return pickle.loads(await reader.readexactly(length))
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
 
 
 def main(settings: Settings, engine_factory: Callable[[Settings], Engine], socket_path: Path, parent: Connection):
@@ -148,12 +131,12 @@ async def serve_worker(
                 height, width, deadline = value
                 # Deadlines are time.monotonic() values: CLOCK_MONOTONIC is one clock for all processes here.
                 try:
-                    reservations[key] = await model.queue.admit(height, width, deadline - time.monotonic())
+                    reservations[key] = await model.admit(height, width, deadline - time.monotonic())
                     send(writer, ("reply", key, None))
                 except Exception as refusal:
                     send(writer, ("reply", key, refusal))
             elif kind == "release":
-                model.queue.release(reservations.pop(key, None))
+                model.release(reservations.pop(key, None))
             elif kind == "submit":
                 path, capacity, shape, deadline = value
                 reservation = reservations.pop(key, None)
@@ -161,16 +144,16 @@ async def serve_worker(
                     if path not in mapped:
                         mapped[path] = shared_images.attach(Path(path), capacity)
                     pixels = shared_images.view(mapped[path], shape)
-                    job = await model.queue.submit(pixels, deadline, reservation)
+                    job = await model.submit(pixels, deadline, reservation)
                 except Exception as refusal:
-                    model.queue.release(reservation)
+                    model.release(reservation)
                     send(writer, ("answer", key, refusal))
                     continue
                 jobs[key] = job
                 job.future.add_done_callback(lambda future, key=key, pixels=pixels: answer(key, pixels, future))
             elif kind == "withdraw":
                 if (job := jobs.pop(key, None)) is not None:
-                    model.queue.withdraw(job, value)
+                    model.withdraw(job, value)
                 send(writer, ("reply", key, None))
             elif kind == "forget":
                 mapped.pop(value, None)
@@ -178,6 +161,6 @@ async def serve_worker(
                 send(writer, ("reply", key, generate_latest(registry)))
     finally:
         for job in jobs.values():
-            model.queue.withdraw(job, "client_gone")
+            model.withdraw(job, "client_gone")
         for reservation in reservations.values():
-            model.queue.release(reservation)
+            model.release(reservation)

@@ -2,7 +2,7 @@
 
 On SIGTERM or Ctrl-C the service stops taking new /relight requests (503, /readyz 503),
 answers every request it already accepted, then exits 0. A second signal exits at once.
-With RELIGHT_WORKERS > 1 it runs a model process and that many HTTP workers (service.supervisor).
+With RELIGHT_WORKERS > 1 it runs a model process and that many HTTP workers (service.workers.supervisor).
 """
 
 import argparse
@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import uvicorn
 
-from service import supervisor
-from service.app import create_app
-from service.draining import DrainingServer
-from service.engine import Engine
+from service.batching.engine import Engine
+from service.http.app import create_app
+from service.http.draining import DrainingServer
 from service.settings import Settings
+from service.workers import supervisor
 
 
 def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Engine] = Engine) -> None:

@@ -1,7 +1,8 @@
 """The model and its one queue in this process: the engine, the batcher, their metrics and the warm-up.
 
 The app holds one of these with RELIGHT_WORKERS=1; with more, the model process holds it
-(service.model_process) and the HTTP workers reach it through service.remote_model.
+(service.workers.model_process) and the HTTP workers reach it through service.workers.remote_model.
+Both are a service.batching.handle.ModelHandle.
 """
 
 import asyncio
@@ -9,10 +10,12 @@ import logging
 import os
 from collections.abc import Callable
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
-from service.batcher import Batcher, Tiling
-from service.engine import Engine, compiled_graphs
+from model.tiling import Tiling
+from service.batching.batcher import Batcher, Job, Reservation
+from service.batching.engine import Engine, compiled_graphs
 from service.metrics import ModelMetrics
 from service.settings import Settings
 
@@ -20,6 +23,8 @@ log = logging.getLogger("relight")
 
 
 class LocalModel:
+    """A ModelHandle (service.batching.handle) for the engine in this process: its queue calls go to its Batcher."""
+
     def __init__(
         self,
         settings: Settings,
@@ -34,14 +39,14 @@ class LocalModel:
             device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]
         ).set(1)
         tiling = Tiling(settings.tile_size, settings.tile_overlap, settings.max_batch_size, settings.max_batch_pixels)
-        self.queue = Batcher(engine.run, tiling, settings.max_wait_ms / 1000, settings.max_queue, self.metrics)
+        self.batcher = Batcher(engine.run, tiling, settings.max_wait_ms / 1000, settings.max_queue, self.metrics)
         self.ready = False  # every warm-up shape run
         self.warmup_error: str | None = None
         self._warmup: asyncio.Task | None = None
 
     async def start(self) -> None:
         """On the event loop: start the queue's consumer, then warm up behind it (/healthz answers meanwhile)."""
-        self.queue.start()
+        self.batcher.start()
         self._warmup = asyncio.create_task(self._warm_up())
 
     async def stop(self) -> None:
@@ -55,14 +60,14 @@ class LocalModel:
             log.warning("stopped during warm-up: nothing was accepted; exiting without finishing it")
             logging.shutdown()
             os._exit(0)
-        await self.queue.stop()
+        await self.batcher.stop()
 
     async def _warm_up(self) -> None:
         try:
-            self.queue.seconds_per_pixel = await self.queue.run_in_worker(
+            self.batcher.seconds_per_pixel = await self.batcher.run_in_worker(
                 self.engine.warm_up,
                 self.settings.warmup_shapes(),
-                self.queue.tiling.batch_limit,
+                self.batcher.tiling.batch_limit,
                 self.settings.warmup_budget_s,
             )
         except Exception as error:
@@ -88,3 +93,20 @@ class LocalModel:
     async def exposition(self) -> bytes:
         """Metrics not in the app's registry: none, as this model's are registered there."""
         return b""
+
+    async def admit(self, height: int, width: int, time_left_s: float) -> Reservation:
+        return await self.batcher.admit(height, width, time_left_s)
+
+    def release(self, reservation: Reservation | None) -> None:
+        self.batcher.release(reservation)
+
+    async def submit(self, pixels: np.ndarray, deadline: float, reservation: Reservation | None = None) -> Job:
+        return await self.batcher.submit(pixels, deadline, reservation)
+
+    def withdraw(self, job: Job, reason: str) -> None:
+        self.batcher.withdraw(job, reason)
+
+    def finished(self, job: Job) -> None:
+        """A job whose request ended without its answer and without withdrawing it is not run for nobody."""
+        if not job.future.done():
+            self.batcher.withdraw(job, "client_gone")

@@ -14,7 +14,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from model.allocator import reuse_freed_memory
 from model.inference import relight
 from model.precision import cpu_has_fast_bf16, cpu_kind, fast_autocast_dtype, fast_channels_last
 from model.weights import load_weights
+from service.batching.batcher import BatchResult
 from service.settings import Settings
 
 log = logging.getLogger("relight.engine")
@@ -53,12 +53,6 @@ def compiled_graphs() -> int:
     """Graphs Dynamo has compiled in this process (none while torch.compile was never used: it loads Dynamo)."""
     dynamo_utils = sys.modules.get("torch._dynamo.utils")
     return dynamo_utils.counters["stats"]["unique_graphs"] if dynamo_utils else 0
-
-
-@dataclass
-class BatchResult:
-    images: np.ndarray  # uint8 (N, H, W, 3)
-    inference_s: float
 
 
 class Engine:

@@ -30,8 +30,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.tiling import TiledImage, Window, tile_windows
-from service.engine import BatchResult
+from model.tiling import TiledImage, Tiling, Window
+from service.batching.handle import (
+    Backlogged,
+    DeadlinePassed,
+    InferenceFailed,
+    NotAccepting,
+    Outcome,
+    QueueFull,
+    TooBig,
+)
 from service.metrics import ModelMetrics
 
 log = logging.getLogger("relight.batcher")
@@ -42,54 +50,12 @@ FOLLOW = 0.2
 LEARN_FROM_PIXELS = 256 * 256
 
 
-class QueueFull(Exception):
-    pass
-
-
-class NotAccepting(Exception):
-    """The batcher is stopping (the service is draining)."""
-
-
-class InferenceFailed(Exception):
-    pass
-
-
-class DeadlinePassed(Exception):
-    pass
-
-
-class TooBig(Exception):
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-
-
-class Backlogged(Exception):
-    def __init__(self, retry_after_s: int, ahead_s: float):
-        self.retry_after_s, self.ahead_s = retry_after_s, ahead_s
-
-
 @dataclass
-class Outcome:
-    image: np.ndarray
-    queue_s: float
+class BatchResult:
+    """What run_batch returns (service.batching.engine.Engine.run): the relit batch and its compute time."""
+
+    images: np.ndarray  # uint8 (N, H, W, 3)
     inference_s: float
-    batch_size: int
-    tiles: int
-
-
-@dataclass(frozen=True)
-class Tiling:
-    tile: int
-    overlap: int
-    max_batch_size: int
-    max_batch_pixels: int
-
-    def windows(self, height: int, width: int) -> list[Window]:
-        return tile_windows(height, width, self.tile, self.overlap)
-
-    def batch_limit(self, height: int, width: int) -> int:
-        """Images or tiles of height x width per forward pass: the count limit or the pixel budget, whichever binds."""
-        return max(1, min(self.max_batch_size, self.max_batch_pixels // (height * width)))
 
 
 def work_pixels(windows: list[Window]) -> int:
@@ -215,9 +181,6 @@ class Batcher:
             return
         job.abandoned = True
         self._forget(job, reason)
-
-    def finished(self, job: Job) -> None:
-        """The request is done with its job; nothing to free here (service.remote_model frees a shared buffer)."""
 
     def _forget(self, job: Job, reason: str) -> None:
         if job not in self._jobs:

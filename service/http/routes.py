@@ -3,93 +3,31 @@
 import asyncio
 import hmac
 import time
+from collections.abc import Hashable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.batcher import (
+from service.batching.handle import (
     Backlogged,
     DeadlinePassed,
     InferenceFailed,
     NotAccepting,
     QueueFull,
-    Reservation,
+    SubmittedJob,
     TooBig,
 )
 from service.codecs.formats import MEDIA_TYPES, accepted_names, choose_format, format_named
-from service.codecs.heif import CAN_ENCODE as HEIC_ENCODER
 from service.codecs.imaging import DecodedImage, ImageError, decode_opened, encode, open_upload
-from service.middleware import BodyTooLarge, UploadTooSlow
-from service.page import page, wants_page
-from service.state import ServiceState, State
+from service.http.openapi import RELIGHT_BODY, RELIGHT_DESCRIPTION, RELIGHT_RESPONSES, error_response
+from service.http.page import page, wants_page
+from service.http.state import ServiceState, State
+from service.http.uploads import read_upload
 
 router = APIRouter()
-# Parts in a /relight body: the image and a few form fields a page may add; more is no photo upload.
-MAX_PARTS = 20
-
-
-def error_response(status: int, description: str) -> dict:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
-    }
-
-
-RELIGHT_RESPONSES = {
-    200: {"description": "The relit image, same width and height as the upload.",
-          "content": {mime: {"schema": {"type": "string", "format": "binary"}} for mime in MEDIA_TYPES.values()}},
-    400: error_response(400, "The upload cannot be decoded (truncated, corrupt) or the body is malformed."),
-    401: error_response(401, "RELIGHT_API_KEY is set and X-API-Key is missing or wrong."),
-    408: error_response(408, "The request body was not received within RELIGHT_UPLOAD_TIMEOUT_S."),
-    413: error_response(413, "More than RELIGHT_MAX_UPLOAD_BYTES bytes, more than RELIGHT_MAX_PIXELS pixels, or more "
-                             "pixels than this device can relight within RELIGHT_REQUEST_TIMEOUT_S."),
-    415: error_response(415, "Not multipart/form-data, or the file is not an image."),
-    422: error_response(422, "No `image` part, more than one, or an unknown `format` (the detail lists the names)."),
-    500: error_response(500, "The model failed on this request's batch (never caused by an upload)."),
-    503: error_response(503, "Queue full, too much work ahead to finish before the deadline, starting up or "
-                             "draining; retry after Retry-After seconds."),
-    504: error_response(504, "No answer within RELIGHT_REQUEST_TIMEOUT_S."),
-}  # fmt: skip
-
-RELIGHT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {"image": {"type": "string", "format": "binary", "description": "the photo"}},
-                }
-            }
-        },
-    }
-}
-
-
-HEIC_ANSWER = (
-    "HEIC uploads are answered as HEIC (this server's libheif has an HEVC encoder)"
-    if HEIC_ENCODER
-    else "HEIC uploads are answered as JPEG (this server's libheif has no HEVC encoder, so `heic` is no answer format)"
-)
-RELIGHT_DESCRIPTION = (
-    "Upload one image as the multipart field `image` (PNG, JPEG, WebP, HEIC/HEIF, AVIF, GIF, BMP, TIFF, ...), with "
-    "any file name or none (`filename`, `filename*=utf-8''...`). The answer is the same scene lit from the East at "
-    "4500 K, at the same width and height. Format: `?format=` if given, else the first answer format the Accept "
-    "header names, else the upload's own format when it is PNG, JPEG, WebP or AVIF, else PNG; " + HEIC_ANSWER + ". "
-    "Formats may be named in any usual spelling, in any case (`jpg`, `JPEG`, `image/jpg`, `heif`, ...: the `format` "
-    "parameter lists them). An embedded ICC profile is converted to sRGB for the network and the answer converted "
-    "back into the upload's colour space with the same profile (CMYK and grey uploads come back in sRGB with its "
-    "profile). EXIF (orientation set to 1), DPI, XMP and PNG text chunks are carried over where the answer's format "
-    "holds them. EXIF orientation (and HEIF's own rotation) is applied first. Alpha is carried over unchanged to "
-    "PNG, WebP, AVIF and HEIC answers (JPEG drops it); 16-bit images are reduced to 8 bits; animations give their "
-    "first frame. Images with a side above RELIGHT_TILE_SIZE are relit in overlapping tiles."
-)
 
 
 def unavailable(detail: str, retry_after: int = 1) -> HTTPException:
@@ -111,83 +49,6 @@ def require_api_key(request: Request, state: State) -> None:
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
-
-
-class ImageParts:
-    """python-multipart's callbacks for /relight's body: the parts named `image`, whatever form their file name takes.
-
-    Starlette's form parser decides file or text field by a plain `filename` parameter alone, so a part with only
-    RFC 2231's `filename*=utf-8''...` (python-multipart ignores the extended syntax, which RFC 7578 forbids but
-    clients send) or with no file name at all became a text field: decoded to str and capped at 1 MB. Here the
-    field name alone decides, as for a browser's form; other parts are counted and dropped unread. A part counts
-    once its closing boundary has arrived. `images`: the bodies of the complete `image` parts, in order.
-    """
-
-    def __init__(self, max_parts: int):
-        self.max_parts, self.parts = max_parts, 0
-        self.images: list[bytearray] = []
-        self.header_name, self.header_value, self.disposition = bytearray(), bytearray(), b""
-        self.body: bytearray | None = None
-
-    def callbacks(self) -> dict:
-        return {name: getattr(self, name) for name in dir(self) if name.startswith("on_")}
-
-    def on_part_begin(self) -> None:
-        self.parts += 1
-        if self.parts > self.max_parts:
-            raise MultipartParseError(f"more than {self.max_parts} parts")
-        self.disposition, self.body = b"", None
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self.header_name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self.header_value += data[start:end]
-
-    def on_header_end(self) -> None:
-        if self.header_name.lower() == b"content-disposition":
-            self.disposition = bytes(self.header_value)
-        self.header_name, self.header_value = bytearray(), bytearray()
-
-    def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self.disposition)
-        if b"name" not in options:
-            raise MultipartParseError('a part has no Content-Disposition "name"')
-        self.body = bytearray() if options[b"name"] == b"image" else None
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self.body is not None:
-            self.body += data[start:end]
-
-    def on_part_end(self) -> None:
-        if self.body is not None:
-            self.images.append(self.body)
-
-
-async def read_upload(request: Request) -> bytes:
-    """The bytes of the multipart part named `image`: 415 if the body is not multipart, 400 if it cannot be
-    parsed, 422 without exactly one such part."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise HTTPException(415, "send the image as multipart/form-data with a file field named 'image'")
-    parts = ImageParts(MAX_PARTS)
-    try:
-        boundary = parse_options_header(content_type)[1].get(b"boundary")
-        if not boundary:
-            raise MultipartParseError("the Content-Type has no boundary")
-        parser = MultipartParser(boundary, parts.callbacks())
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except (HTTPException, BodyTooLarge, UploadTooSlow):
-        raise
-    except Exception as error:  # the multipart parser raises several types for malformed bodies; a client gone
-        raise HTTPException(400, f"the multipart body cannot be parsed: {error}") from None
-    if not parts.images:
-        raise HTTPException(422, "missing the multipart file field 'image'")
-    if len(parts.images) > 1:
-        raise HTTPException(422, "send exactly one 'image' field")
-    return bytes(parts.images[0])
 
 
 async def wait_for_disconnect(request: Request) -> None:
@@ -228,9 +89,9 @@ def not_queued(state: ServiceState, refusal: QueueFull | NotAccepting) -> HTTPEx
     return unavailable("the service is shutting down", retry_after=5)
 
 
-async def admit(state: ServiceState, height: int, width: int, deadline: float) -> Reservation:
+async def admit(state: ServiceState, height: int, width: int, deadline: float) -> Hashable:
     try:
-        return await state.model.queue.admit(height, width, deadline - time.monotonic())
+        return await state.model.admit(height, width, deadline - time.monotonic())
     except TooBig as refusal:
         state.metrics.refused.labels(reason="too_big").inc()
         raise HTTPException(
@@ -258,7 +119,7 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
     try:
         decoded = await run_in_threadpool(decode_opened, opened)
     except BaseException as error:  # a bad image, or the request cancelled while decoding
-        state.model.queue.release(reservation)
+        state.model.release(reservation)
         if isinstance(error, ImageError):
             raise HTTPException(error.status, error.detail) from None
         raise
@@ -266,19 +127,19 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
     image_format = choose_format(format, request.headers.get("accept"), decoded.source_format)
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
-        job = await state.model.queue.submit(decoded.rgb, deadline, reservation)
+        job = await state.model.submit(decoded.rgb, deadline, reservation)
     except (QueueFull, NotAccepting) as refusal:
         raise not_queued(state, refusal) from None
     try:
         return await answer(request, state, job, deadline, decoded, image_format, decode_s)
     finally:
-        state.model.queue.finished(job)
+        state.model.finished(job)
 
 
 async def answer(
     request: Request,
     state: ServiceState,
-    job,
+    job: SubmittedJob,
     deadline: float,
     decoded: DecodedImage,
     image_format: str,
@@ -293,7 +154,7 @@ async def answer(
     finally:
         client_gone.cancel()
     if job.future not in done:
-        state.model.queue.withdraw(job, "client_gone" if client_gone in done else "deadline")
+        state.model.withdraw(job, "client_gone" if client_gone in done else "deadline")
         job.future.cancel()
         if client_gone in done:
             return Response(status_code=499)  # nobody reads it; the request is still counted once

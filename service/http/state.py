@@ -6,16 +6,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
-from service.local_model import LocalModel
+from service.batching.handle import ModelHandle
 from service.metrics import RequestMetrics
-from service.remote_model import RemoteModel
 from service.settings import Settings
 
 
 @dataclass
 class ServiceState:
     settings: Settings
-    model: LocalModel | RemoteModel  # in this process, or in the model process (RELIGHT_WORKERS > 1)
+    model: ModelHandle  # in this process, or in the model process (RELIGHT_WORKERS > 1)
     metrics: RequestMetrics
     registry: CollectorRegistry  # what /metrics shows from the HTTP side (all workers' requests)
     draining: bool = False  # SIGTERM received: finish what was accepted, refuse the rest

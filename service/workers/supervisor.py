@@ -26,12 +26,12 @@ from pathlib import Path
 import uvicorn
 
 from model.allocator import reuse_freed_memory
-from service import model_process, shared_images
-from service.app import create_app
-from service.draining import DrainingServer
-from service.engine import Engine
-from service.remote_model import RemoteModel
+from service.batching.engine import Engine
+from service.http.app import create_app
+from service.http.draining import DrainingServer
 from service.settings import Settings
+from service.workers import model_process, shared_images
+from service.workers.remote_model import RemoteModel
 
 log = logging.getLogger("relight.supervisor")
 SPAWN = multiprocessing.get_context("spawn")  # no fork: the parent has imported torch, and CUDA must not be forked

@@ -10,7 +10,7 @@ from importlib.resources import files
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-PAGE = files("service").joinpath("static", "index.html").read_text(encoding="utf-8")
+PAGE = files("service.http").joinpath("static", "index.html").read_text(encoding="utf-8")
 # The page runs only its own inline script and loads images from blob: URLs it makes itself.
 POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src blob:; "

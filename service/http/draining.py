@@ -10,7 +10,7 @@ import time
 
 import uvicorn
 
-from service.state import ServiceState
+from service.http.state import ServiceState
 
 
 class DrainingServer(uvicorn.Server):

@@ -1,7 +1,7 @@
 """The FastAPI app factory and its lifespan.
 
-`uvicorn service.app:app` serves the shipped weights with settings from RELIGHT_*
-variables; `relight-serve` does the same and drains on SIGTERM (service.cli).
+`uvicorn service.http.app:app` serves the shipped weights with settings from RELIGHT_*
+variables; `relight-serve` does the same and drains on SIGTERM (service.serve).
 """
 
 import logging
@@ -14,23 +14,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from model.weights import WeightsError
-from service.engine import Engine
-from service.local_model import LocalModel
+from service.batching.engine import Engine
+from service.batching.handle import ModelHandle
+from service.batching.local_model import LocalModel
+from service.http.middleware import BodyLimits, RequestContext
+from service.http.openapi import openapi_with_error_schema
+from service.http.routes import router
+from service.http.state import ServiceState
 from service.metrics import RequestMetrics, process_registry
-from service.middleware import BodyLimits, RequestContext
-from service.remote_model import RemoteModel
-from service.routes import router
 from service.settings import Settings
-from service.state import ServiceState
 
 log = logging.getLogger("relight")
-
-
-class ErrorDetail(BaseModel):
-    detail: str
 
 
 class StartupError(SystemExit):
@@ -53,7 +50,7 @@ async def lifespan(app: FastAPI):
 def create_app(
     settings: Settings | None = None,
     engine_factory: Callable[[Settings], Engine] = Engine,
-    model: RemoteModel | None = None,
+    model: ModelHandle | None = None,
 ) -> FastAPI:
     """Build the app; the weights are loaded here so a bad path or file stops the process with one line.
 
@@ -101,16 +98,6 @@ def create_app(
     return app
 
 
-def openapi_with_error_schema(app: FastAPI) -> dict:
-    if app.openapi_schema is None:
-        from fastapi.openapi.utils import get_openapi
-
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorDetail"] = ErrorDetail.model_json_schema()
-        app.openapi_schema = schema
-    return app.openapi_schema
-
-
 async def http_error(request: Request, error: HTTPException) -> JSONResponse:
     return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
@@ -128,7 +115,7 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def __getattr__(name: str):
-    # `uvicorn service.app:app` looks the app up here; building it lazily keeps imports free of side effects.
+    # `uvicorn service.http.app:app` looks the app up here; building it lazily keeps imports free of side effects.
     if name == "app":
         return create_app()
     raise AttributeError(name)

@@ -6,8 +6,8 @@ pipeline streams (Ray Data's backpressure keeps memory bounded whatever the data
     file names -> read + decode (CPU tasks) -> relight (actors: one model each) -> encode + write (CPU tasks)
 
 (with CPU actors, Ray Data fuses reading and decoding into the actors' processes: both ask for CPUs).
-Every step is the local command's own code (service.command): the same decoding, colour
-management and metadata, the same engine and tiling, the same output names and formats, so a file
+Every step is the local command's own code (service.command.local and .tasks): the same decoding,
+colour management and metadata, the same engine and tiling, the same output names and formats, so a file
 relit here has the bytes the local command gives it (on a CPU where torch runs on as many threads:
 oneDNN's fp32 sums can differ in the last bit between thread counts). An actor loads the weights once and takes the
 GPUs given to it (--gpus-per-actor), or runs on the CPU where the cluster has none. A file that
@@ -34,7 +34,8 @@ import torch
 from pyarrow import fs
 
 from service.codecs.imaging import decode
-from service.command import Relighter, answer, answer_name, failure_reason, is_image_name
+from service.command.local import Relighter
+from service.command.tasks import answer, answer_name, failure_reason, is_image_name
 from service.settings import Settings
 
 FAILURES = "relight-failures.csv"

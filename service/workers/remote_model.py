@@ -1,8 +1,8 @@
 """An HTTP worker's view of the model process (RELIGHT_WORKERS > 1): the same queue calls, over a socket.
 
-`queue` has the Batcher's admit / release / submit / withdraw / finished, so the routes do
-not know which side of a process boundary the model is on. Pixels go through shared memory
-(service.shared_images): the decoded upload is copied into a shared buffer, the model
+It is a service.batching.handle.ModelHandle, as the single process's LocalModel is, so the
+routes do not know which side of a process boundary the model is on. Pixels go through shared memory
+(service.workers.shared_images): the decoded upload is copied into a shared buffer, the model
 process writes the answer into the same buffer, and the buffer is reused once the answer is
 encoded, or, for a withdrawn upload, once the model process has confirmed the withdrawal
 (so that no late answer can land in a buffer that holds the next upload).
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
-from service import shared_images
-from service.batcher import InferenceFailed, NotAccepting, Outcome, QueueFull
-from service.model_process import frame, read_message
+from service.batching.handle import InferenceFailed, NotAccepting, Outcome, QueueFull
+from service.workers import shared_images
+from service.workers.messages import frame, read_message
 
 log = logging.getLogger("relight.remote_model")
 
@@ -43,10 +43,11 @@ class RemoteJob:
 
 
 class RemoteModel:
+    """A ModelHandle (service.batching.handle) whose queue calls go to the model process over its Unix socket."""
+
     def __init__(self, socket_path: Path, shared_dir: Path, on_lost: Callable[[], None]):
         self.socket_path, self.on_lost = socket_path, on_lost
         self.buffers = shared_images.BufferPool(shared_dir, KEEP_IDLE_BYTES, forget=self._forget)
-        self.queue = self
         self.ready = False
         self.warmup_error: str | None = None
         self._description: dict = {}

@@ -1,0 +1,107 @@
+"""What the HTTP routes need of the model, written down: `ModelHandle`, its one answer (`Outcome`) and its refusals.
+
+Two classes implement it: `service.batching.local_model.LocalModel` (the model and its queue in this process,
+RELIGHT_WORKERS=1) and `service.workers.remote_model.RemoteModel` (an HTTP worker's connection to the model
+process, RELIGHT_WORKERS > 1). An upload's life through it, as `service.http.routes` drives it:
+
+    reservation = await admit(height, width, time_left_s)   # before decoding: TooBig, Backlogged
+    release(reservation)                                     # only if decoding fails
+    job = await submit(rgb, deadline, reservation)           # QueueFull, NotAccepting
+    outcome = await job.future                               # Outcome; or QueueFull, NotAccepting, DeadlinePassed,
+                                                             # InferenceFailed
+    withdraw(job, reason)                                    # the client left or the deadline passed first
+    finished(job)                                            # always, once the answer is encoded or given up
+
+Deadlines are `time.monotonic()` values (one clock for every process on a machine).
+"""
+
+import asyncio
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class QueueFull(Exception):
+    """RELIGHT_MAX_QUEUE images are waiting (or, with workers, no shared memory is left for this one): 503."""
+
+
+class NotAccepting(Exception):
+    """The queue is stopping (the service is draining) or the model process is gone: 503."""
+
+
+class InferenceFailed(Exception):
+    """The batch this image was in failed on the model (the message names the error's type): 500."""
+
+
+class DeadlinePassed(Exception):
+    """The request's deadline passed before its windows ran: 504."""
+
+
+class TooBig(Exception):
+    """The image alone would take `seconds` of compute, more than the request may take: 413."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+
+class Backlogged(Exception):
+    """The work ahead (`ahead_s` seconds) leaves too little time for this image; retry after `retry_after_s`: 503."""
+
+    def __init__(self, retry_after_s: int, ahead_s: float):
+        self.retry_after_s, self.ahead_s = retry_after_s, ahead_s
+
+
+@dataclass
+class Outcome:
+    """A relit image and how it was made: the one result type, whichever side of a process boundary ran it."""
+
+    image: np.ndarray  # uint8 (H, W, 3), the upload's height and width
+    queue_s: float  # from submission to its first window's batch starting
+    inference_s: float  # summed over the batches its windows ran in
+    batch_size: int  # the largest batch its windows ran in
+    tiles: int  # windows it was cut into (1: not tiled)
+
+
+class SubmittedJob(Protocol):
+    """An accepted image, as its request holds it: `future` resolves to its Outcome or raises a refusal."""
+
+    @property
+    def future(self) -> asyncio.Future: ...
+
+
+class ModelHandle(Protocol):
+    """The model and its one queue as the app sees it. `ready`: every warm-up shape run; `warmup_error`: why
+    warm-up failed (None while it has not). A reservation is an opaque token from admit()."""
+
+    ready: bool
+    warmup_error: str | None
+
+    async def start(self) -> None:
+        """In the app's lifespan, on the event loop: start the queue (and warm up, or connect to what does)."""
+
+    async def stop(self) -> None:
+        """In the app's lifespan: answer every accepted image, then stop."""
+
+    def description(self) -> dict:
+        """What is served: architecture, weights, weights_sha256, value_range, device, dtype, compiled_shapes."""
+
+    async def exposition(self) -> bytes:
+        """Prometheus text of the model's metrics where they are not in the app's registry (else empty)."""
+
+    async def admit(self, height: int, width: int, time_left_s: float) -> Hashable:
+        """Reserve room for an upload of height x width pixels before decoding it; raises TooBig or Backlogged."""
+
+    def release(self, reservation: Hashable | None) -> None:
+        """Give back a reservation that will not be submitted (its upload failed to decode)."""
+
+    async def submit(self, pixels: np.ndarray, deadline: float, reservation: Hashable | None = None) -> SubmittedJob:
+        """Queue uint8 (H, W, 3) pixels, taking the reservation's place; raises QueueFull or NotAccepting."""
+
+    def withdraw(self, job: SubmittedJob, reason: str) -> None:
+        """The request gave up ("client_gone" or "deadline"): the job's windows that have not run are dropped."""
+
+    def finished(self, job: SubmittedJob) -> None:
+        """The request is done with the job (answer encoded, or given up): what it holds is freed, and a job
+        still queued is withdrawn as "client_gone"."""

@@ -1,0 +1,5 @@
+"""`python -m service.command` is `relight`."""
+
+from service.command.main import main
+
+main()

@@ -1,0 +1,74 @@
+"""One file to relight: where its output goes, how the output is named, encoded and written, and the report
+of the files that failed. Shared by the local, --server and --ray paths of `relight`."""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from service.codecs.formats import SUFFIX_FORMATS, answer_suffix, same_format
+from service.codecs.imaging import DecodedImage, ImageError, encode
+
+IMAGE_SUFFIXES = {suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN}
+
+
+@dataclass
+class Task:
+    source: Path
+    target: Path  # for a folder: the same name, with the answer format's suffix where the format cannot be kept
+    image_format: str | None = None  # None: the upload's own (service.codecs.formats.same_format)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a folder run relights a file of this name: not hidden, and a suffix Pillow opens."""
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def answer_name(name: str) -> str:
+    """A file's name -> its output's: the same, or the answer format's suffix where its own format is not written."""
+    path = Path(name)
+    return path.stem + answer_suffix(path.suffix)
+
+
+def folder_tasks(in_dir: Path, out_dir: Path) -> list[Task]:
+    sources = sorted(source for source in in_dir.iterdir() if source.is_file() and is_image_name(source.name))
+    return [Task(source, out_dir / answer_name(source.name)) for source in sources]
+
+
+def file_task(source: Path, output: Path | None) -> Task:
+    if output is None:
+        output = source.with_name(f"{source.stem}-relit{answer_suffix(source.suffix)}")
+    return Task(source, output, SUFFIX_FORMATS.get(output.suffix.lower()))
+
+
+def write(task: Task, data: bytes) -> None:
+    """Written beside and renamed into place: an interrupted run never leaves half a file to be skipped."""
+    task.target.parent.mkdir(parents=True, exist_ok=True)
+    partial = task.target.with_name(task.target.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(task.target)
+
+
+def answer(decoded: DecodedImage, relit: np.ndarray, image_format: str | None) -> bytes:
+    """Relit uint8 (H, W, 3) sRGB pixels of `decoded` encoded as `image_format`, else the input's own format
+    (service.codecs.formats.same_format), with its alpha, colour space and metadata."""
+    return encode(relit, decoded.alpha, image_format or same_format(decoded.source_format), decoded.metadata)
+
+
+def failure_reason(error: Exception) -> str:
+    """What the report of a file that failed says: an ImageError's detail, else the error's type and message."""
+    return error.detail if isinstance(error, ImageError) else f"{type(error).__name__}: {error}"
+
+
+class Failures:
+    """The files that failed, by name, each reported on stderr above the progress bar as it fails."""
+
+    def __init__(self, bar: tqdm):
+        self.bar, self.names = bar, []
+
+    def report(self, task: Task, reason: str) -> None:
+        self.names.append(task.source.name)
+        self.bar.write(f"relight: {task.source}: {reason}", file=sys.stderr)
