@@ -3,6 +3,7 @@
 import os
 import platform
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -37,6 +38,23 @@ def fast_channels_last(device: torch.device, autocast_dtype: torch.dtype | None)
     if autocast_dtype is not None:
         return True
     return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
+def compile_wanted(setting: str, device: torch.device) -> bool:
+    """Whether to torch.compile (Inductor) the serving engine's forward pass or the training step.
+
+    setting is "auto", "on" or "off" (RELIGHT_COMPILE, train's --compile); anything else raises ValueError.
+    auto: on a CPU with fast bf16 (cpu_has_fast_bf16) and a C++ compiler at hand for Inductor ($CXX, else g++),
+    where the engine's compiled bf16 forward pass measured 2.0x the eager one (the training step is yet to be
+    measured there); off on an AVX2-only CPU (fp32), where the compiled training step measured 1.03x the eager
+    one at 512x512, batch 2 (0.98-1.07x from 128 to 512; bench/training_step.py); off on CUDA until measured
+    there, and wherever Inductor would have no compiler.
+    """
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"compile must be auto, on or off, not {setting!r}")
+    if setting != "auto":
+        return setting == "on"
+    return device.type == "cpu" and cpu_has_fast_bf16() and shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
 def cpu_kind() -> str:

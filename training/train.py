@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import signal
 import sys
 import time
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from model.allocator import reuse_freed_memory
 from model.dmshn import ARCHITECTURES
 from model.pixels import parse_value_range, to_network
-from model.precision import cpu_has_fast_bf16, fast_autocast_dtype
+from model.precision import compile_wanted, fast_autocast_dtype
 from model.weights import load_weights, save_weights
 from training.baselines import ColourTransfer
 from training.data import DataError, RelightPairs
@@ -194,19 +193,6 @@ def build_loss(cfg: TrainConfig, stage: int, value_range, device) -> torch.nn.Mo
         value_range, cfg.l1_weight, cfg.ssim_weight, cfg.perceptual_weight, cfg.tv_weight, vgg, cfg.l2_weight,
         cfg.dark_weight,
     )  # fmt: skip
-
-
-def compile_wanted(setting: str, device: torch.device) -> bool:
-    """auto: on a CPU with fast bf16 and a C++ compiler for Inductor, as the engine decides (its compiled bf16
-    forward is 2.0x the eager one there; the training step is yet to be measured there); off on an AVX2-only CPU
-    (fp32), where the compiled step measured 1.03x the eager one at 512x512, batch 2 (0.98-1.07x from 128 to 512;
-    bench/training_step.py), and on CUDA until measured there. Raises ValueError for a setting other than auto, on
-    or off."""
-    if setting not in ("auto", "on", "off"):
-        raise ValueError(f"compile must be auto, on or off, not {setting!r}")
-    if setting != "auto":
-        return setting == "on"
-    return device.type == "cpu" and cpu_has_fast_bf16() and shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
 class TrainingStep:

@@ -9,8 +9,6 @@ compilation and nothing recompiles while serving.
 
 import logging
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +18,7 @@ import torch
 
 from model.allocator import reuse_freed_memory
 from model.inference import relight
-from model.precision import cpu_has_fast_bf16, cpu_kind, fast_autocast_dtype, fast_channels_last
+from model.precision import compile_wanted, cpu_kind, fast_autocast_dtype, fast_channels_last
 from model.weights import load_weights
 from service.batching.batcher import BatchResult
 from service.settings import Settings
@@ -39,14 +37,6 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"RELIGHT_DEVICE={name} but no CUDA device is available")
     return device
-
-
-def compile_wanted(setting: str, device: torch.device) -> bool:
-    """auto: on a CPU where bf16 is fast and a C++ compiler is at hand for Inductor (2.0x measured on one);
-    off on CUDA until measured on one, and wherever Inductor would have no compiler."""
-    if setting != "auto":
-        return setting == "on"
-    return device.type == "cpu" and cpu_has_fast_bf16() and shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
 def compiled_graphs() -> int:
