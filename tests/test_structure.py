@@ -5,12 +5,16 @@ module level or inside a function (read with ast), so a lazy import that would c
 """
 
 import ast
+import importlib
+import inspect
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from service.batching.handle import ModelHandle
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("model", "service", "training")
@@ -142,3 +146,20 @@ def test_the_queue_does_not_stand_on_the_device():
     third_party |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "service.batching.engine" not in direct
     assert "torch" not in third_party
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "handle", ["service.batching.local_model.LocalModel", "service.workers.remote_model.RemoteModel"]
+)
+def test_each_model_handle_has_the_written_interface(handle):
+    """LocalModel (one process) and RemoteModel (HTTP workers) both have every ModelHandle method, with its
+    parameters and its sync or async kind, so the routes can hold either."""
+    module, _, name = handle.rpartition(".")
+    implementation = getattr(importlib.import_module(module), name)
+    for member, written in inspect.getmembers(ModelHandle, inspect.isfunction):
+        if member.startswith("_"):
+            continue
+        implemented = getattr(implementation, member)
+        assert list(inspect.signature(implemented).parameters) == list(inspect.signature(written).parameters), member
+        assert inspect.iscoroutinefunction(implemented) == inspect.iscoroutinefunction(written), member

@@ -1,5 +1,6 @@
-"""Files users send: iPhone HEIC and AVIF answered in kind, every form of a multipart file name, format names as
-people write them. Each file is made here by the libraries themselves (pillow-heif's libheif/x265, Pillow's libavif)."""
+"""Files users send: iPhone HEIC and AVIF answered in kind, format names as people write them. Each file is made
+here by the libraries themselves (pillow-heif's libheif/x265, Pillow's libavif). The forms of a multipart file
+name, which need no HEIC, are in test_multipart.py."""
 
 import io
 import shutil
@@ -16,7 +17,7 @@ from model.weights import SHIPPED_WEIGHTS
 from service.codecs import heif
 from service.codecs.imaging import encode
 from tests import test_page
-from tests.images import chunk, scene
+from tests.images import scene
 from tests.server import running_server
 
 ADOBE_RGB = Path("/usr/share/color/icc/colord/AdobeRGB1998.icc")  # Debian's colord-data
@@ -159,68 +160,6 @@ def test_damaged_coded_pixels_get_a_400_and_the_server_keeps_serving(server, wri
     assert damaged.status_code == 400, damaged.text
     assert "cannot be decoded" in damaged.json()["detail"]
     assert relit(server, save(scene(16, 16), "PNG")).status_code == 200
-
-
-def multipart(*parts: tuple[bytes, bytes], boundary: bytes = b"relight-test-boundary") -> dict:
-    """httpx keyword arguments for a multipart body written by hand: each part is (its header lines, its data)."""
-    body = b"".join(b"--" + boundary + b"\r\n" + head + b"\r\n\r\n" + data + b"\r\n" for head, data in parts)
-    content_type = b"multipart/form-data; boundary=" + boundary
-    return {"content": body + b"--" + boundary + b"--\r\n", "headers": {"content-type": content_type.decode()}}
-
-
-def disposition(parameters: str) -> bytes:
-    return ("Content-Disposition: form-data; " + parameters).encode()
-
-
-PHOTO = save(scene(24, 32, 7), "PNG")
-# A PNG of more than 1 MB (Starlette's cap on text fields) for the same pixels: a private ancillary chunk, which
-# decoders skip, before IEND.
-BIG_PHOTO = PHOTO[:-12] + chunk(b"prVt", bytes(1_200_000)) + PHOTO[-12:]
-
-
-@pytest.mark.parametrize(
-    "parts",
-    [
-        [(disposition('name="image"; filename="photo.png"'), PHOTO)],
-        [(disposition('name="image"; filename="東京の庭.png"'), PHOTO)],
-        [(disposition("name=\"image\"; filename*=utf-8''%E6%9D%B1.png"), PHOTO)],
-        [(disposition("name=\"image\"; filename*0*=utf-8''%E6%9D; filename*1*=%B1.png"), PHOTO)],
-        [(disposition("name=\"image\"; filename=\"a.png\"; filename*=UTF-8''%E6%9D%B1.png"), PHOTO)],
-        [(disposition('name="image"'), PHOTO)],
-        [(disposition('name="image"; filename=""'), PHOTO)],
-        [(disposition("name=image; filename=photo.png"), PHOTO)],
-        [(b'CONTENT-DISPOSITION: FORM-DATA; NAME="image"; FILENAME="photo.png"', PHOTO)],
-        [(disposition('name="image"') + b"\r\nContent-Type: application/octet-stream", PHOTO)],
-        [(disposition('name="image"'), BIG_PHOTO)],
-        [(disposition('name="note"'), b"a note"), (disposition("name=\"image\"; filename*=utf-8''x.png"), PHOTO),
-         (disposition('name="other"; filename="other.png"'), PHOTO)],
-    ],
-    ids=["plain", "quoted UTF-8", "RFC 2231", "RFC 2231 continued", "both forms", "no filename", "empty filename",
-         "unquoted", "upper case", "no filename, a content type", "no filename, over 1 MB", "among other parts"],
-)  # fmt: skip
-def test_a_part_named_image_is_the_upload_whatever_form_its_file_name_takes(server, parts):
-    reference = np.asarray(Image.open(io.BytesIO(relit(server, PHOTO).content)))
-    response = httpx.post(server.url + "/relight", timeout=120, **multipart(*parts))
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "image/png"
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(response.content))), reference)
-
-
-@pytest.mark.parametrize(
-    ("parts", "status", "words"),
-    [
-        ([(disposition("name=\"image\"; filename*=utf-8''a.png"), PHOTO), (disposition('name="image"'), PHOTO)],
-         422, "exactly one"),
-        ([(disposition('name="picture"'), PHOTO)], 422, "missing"),
-        ([(disposition('filename="photo.png"'), PHOTO)], 400, "name"),
-        ([(disposition('name="field"'), b"x")] * 21, 400, "more than 20 parts"),
-    ],
-    ids=["two image parts", "no image part", "a part without a name", "too many parts"],
-)  # fmt: skip
-def test_multipart_bodies_without_exactly_one_image_part_keep_their_4xx(server, parts, status, words):
-    response = httpx.post(server.url + "/relight", timeout=120, **multipart(*parts))
-    assert response.status_code == status, response.text
-    assert words in response.json()["detail"]
 
 
 def run_relight(*args, weights: Path) -> subprocess.CompletedProcess:
