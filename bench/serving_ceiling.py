@@ -53,7 +53,7 @@ def zero_cost_engine(settings):
 
 
 def picture(size: int) -> np.ndarray:
-    from training.synth import LIGHTS, render_pair, scene_rng
+    from training.synth.raycast import LIGHTS, render_pair, scene_rng
 
     source, _ = render_pair(scene_rng(1, "validation", 0), 512, LIGHTS["2"], supersample=1, version="2")
     pixels = np.asarray(Image.fromarray(source).resize((size, size), Image.Resampling.BICUBIC)).astype(np.int16)

@@ -30,7 +30,7 @@ from model.precision import fast_autocast_dtype  # noqa: E402
 from model.tiling import relight_tiled, tile_windows  # noqa: E402
 from model.weights import SHIPPED_WEIGHTS, load_weights  # noqa: E402
 from training.metrics import psnr  # noqa: E402
-from training.synth import LIGHTS, render_pair, scene_rng  # noqa: E402
+from training.synth.raycast import LIGHTS, render_pair, scene_rng  # noqa: E402
 
 
 def seam_mask(height: int, width: int, tile: int, overlap: int) -> np.ndarray:

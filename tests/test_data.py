@@ -7,7 +7,7 @@ from PIL import Image
 
 from training.baselines import ColourTransfer, identity
 from training.data import DataError, RelightPairs, discover_pairs
-from training.synth import LIGHTS, LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
+from training.synth.raycast import LIGHTS, LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
 
 
 @pytest.fixture(scope="module")

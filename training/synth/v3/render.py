@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from training.scenes_v3 import Material, Scene
+from training.synth.v3.scenes import Material, Scene
 
 VARIANTS = ("cuda_ad_rgb", "llvm_ad_rgb", "scalar_rgb")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training import textures_v3 as textures
-from training.meshes_v3 import Mesh, blades, box, frustum, leaves, lumpy, merge, placed, rock, sphere, terrain
+from training.synth.v3 import textures
+from training.synth.v3.meshes import Mesh, blades, box, frustum, leaves, lumpy, merge, placed, rock, sphere, terrain
 
 # How many metres of surface one copy of a kind's texture covers.
 REPEAT_METRES = {

@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default=None, help="v3: Mitsuba variant (default: the fastest that works here)")
     args = parser.parse_args(argv)
     if args.version == "3":
-        from training.synth_v3 import write_dataset_v3
+        from training.synth.v3.write import write_dataset_v3
 
         seconds = write_dataset_v3(
             args.out, args.train, args.val, args.size, args.seed, args.spp, args.workers, args.variant

@@ -29,9 +29,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from training.render_v3 import VARIANTS, LightBlocked, LightModel, RenderSettings, choose_variant, render_pair
-from training.scenes_v3 import random_scene
-from training.synth import make_layout, pair_path, scene_number, scene_rng
+from training.synth.v3.render import VARIANTS, LightBlocked, LightModel, RenderSettings, choose_variant, render_pair
+from training.synth.v3.scenes import random_scene
+from training.synth.raycast import make_layout, pair_path, scene_number, scene_rng
 
 MODEL = LightModel()
 

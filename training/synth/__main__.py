@@ -1,0 +1,3 @@
+from training.synth.raycast import main
+
+main()
