@@ -14,6 +14,8 @@ from PIL import Image
 
 from training.baselines import ColourTransfer
 from training.data import RelightPairs
+from training.synth.layout import scene_rng
+from training.synth.raycast import planckian_rgb
 from training.synth.v3.meshes import box, placed, terrain
 from training.synth.v3.render import (
     VARIANTS,
@@ -26,7 +28,6 @@ from training.synth.v3.render import (
     render_pair,
 )
 from training.synth.v3.scenes import Camera, Material, Scene, random_scene
-from training.synth.raycast import planckian_rgb, scene_rng
 from training.synth.v3.write import LIT_LEVEL, MIN_LIT, write_dataset_v3
 
 mitsuba = pytest.importorskip("mitsuba")

@@ -1,3 +1,3 @@
-from training.synth.raycast import main
+from training.synth.cli import main
 
 main()
