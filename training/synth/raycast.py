@@ -263,19 +263,25 @@ def cylinder_shape(rng, x: float, z: float, radius: float, height: float, versio
     return Shape(shape, random_material(rng, version), *bound)
 
 
+def random_object(rng, sphere_max: float, cylinder_radii: tuple[float, float], version: str) -> Shape:
+    """A sphere, box or cylinder on the ground within 3.5 m of the origin: the objects of both generators.
+
+    Sizes in metres; v2's spheres and cylinders are a little smaller (sphere_max, cylinder_radii).
+    """
+    x, z = rng.uniform(-3.5, 3.5, 2)
+    kind = rng.choice(["sphere", "box", "cylinder"])
+    if kind == "sphere":
+        return sphere_shape(rng, x, z, rng.uniform(0.3, sphere_max), version)
+    if kind == "box":
+        half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
+        return box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), version)
+    return cylinder_shape(rng, x, z, rng.uniform(*cylinder_radii), rng.uniform(0.4, 2.5), version)
+
+
 def random_shapes_v1(rng: np.random.Generator) -> list[Shape]:
     """The ground first, then 4-9 objects and up to two walls, all resting on the ground."""
     shapes = [Shape(intersect_ground, random_material(rng))]
-    for _ in range(rng.integers(4, 10)):
-        x, z = rng.uniform(-3.5, 3.5, 2)
-        kind = rng.choice(["sphere", "box", "cylinder"])
-        if kind == "sphere":
-            shapes.append(sphere_shape(rng, x, z, rng.uniform(0.3, 1.1), "1"))
-        elif kind == "box":
-            half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
-            shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "1"))
-        else:
-            shapes.append(cylinder_shape(rng, x, z, rng.uniform(0.2, 0.8), rng.uniform(0.4, 2.5), "1"))
+    shapes += [random_object(rng, 1.1, (0.2, 0.8), "1") for _ in range(rng.integers(4, 10))]
     for wall in rng.choice(["north", "west", "east"], size=rng.integers(0, 3), replace=False):
         height = rng.uniform(0.8, 3.0)
         if wall == "north":
@@ -302,16 +308,7 @@ def random_shapes_v2(rng: np.random.Generator) -> list[Shape]:
         else:
             center, half = [side * rng.uniform(3.5, 6), height / 2, rng.uniform(-2, 1)], [0.15, height / 2, 4.0]
         shapes.append(box_shape(rng, center, half, 0.0, "2"))
-    for _ in range(rng.integers(3, 8)):
-        x, z = rng.uniform(-3.5, 3.5, 2)
-        kind = rng.choice(["sphere", "box", "cylinder"])
-        if kind == "sphere":
-            shapes.append(sphere_shape(rng, x, z, rng.uniform(0.3, 1.0), "2"))
-        elif kind == "box":
-            half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
-            shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "2"))
-        else:
-            shapes.append(cylinder_shape(rng, x, z, rng.uniform(0.15, 0.7), rng.uniform(0.4, 2.5), "2"))
+    shapes += [random_object(rng, 1.0, (0.15, 0.7), "2") for _ in range(rng.integers(3, 8))]
     for _ in range(rng.integers(2, 9)):
         x, z = rng.uniform(-4, 4, 2)
         half = rng.uniform([0.08, 0.08, 0.08], [0.3, 0.3, 0.3])
