@@ -54,9 +54,10 @@ def zero_cost_engine(settings):
 
 
 def picture(size: int) -> np.ndarray:
-    from training.synth import LIGHTS, render_pair, scene_rng
+    from training.synth.layout import scene_rng
+    from training.synth.raycast import LIGHTS, raycast_pair
 
-    source, _ = render_pair(scene_rng(1, "validation", 0), 512, LIGHTS["2"], supersample=1, version="2")
+    source, _ = raycast_pair(scene_rng(1, "validation", 0), 512, LIGHTS["2"], supersample=1, version="2")
     pixels = np.asarray(Image.fromarray(source).resize((size, size), Image.Resampling.BICUBIC)).astype(np.int16)
     noise = np.random.default_rng(0).normal(0, 3, pixels.shape)
     return np.clip(pixels + noise, 0, 255).astype(np.uint8)

@@ -30,7 +30,8 @@ from model.precision import fast_autocast_dtype  # noqa: E402
 from model.tiling import relight_tiled, tile_windows  # noqa: E402
 from model.weights import SHIPPED_WEIGHTS, load_weights  # noqa: E402
 from training.metrics import psnr  # noqa: E402
-from training.synth import LIGHTS, render_pair, scene_rng  # noqa: E402
+from training.synth.layout import scene_rng  # noqa: E402
+from training.synth.raycast import LIGHTS, raycast_pair  # noqa: E402
 
 
 def seam_mask(height: int, width: int, tile: int, overlap: int) -> np.ndarray:
@@ -63,7 +64,7 @@ def main() -> None:
     def run(batch: np.ndarray) -> np.ndarray:
         return relight(model, torch.from_numpy(batch), metadata["value_range"], autocast, channels_last).numpy()
 
-    source, _ = render_pair(scene_rng(0, "validation", 0), 1024, LIGHTS["2"], supersample=1, version="2")
+    source, _ = raycast_pair(scene_rng(0, "validation", 0), 1024, LIGHTS["2"], supersample=1, version="2")
     print(f"# {platform.machine()} CPU, torch {torch.__version__}, {autocast or torch.float32}, {args.weights.name}")
     columns = ["image", "tile", "overlap", "tiles", "extra compute", "PSNR vs whole", "PSNR on seams", "max diff",
                "s tiled", "s whole"]  # fmt: skip

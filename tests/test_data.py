@@ -7,7 +7,8 @@ from PIL import Image
 
 from training.baselines import ColourTransfer, identity
 from training.data import DataError, RelightPairs, discover_pairs
-from training.synth import LIGHTS, LightSetup, planckian_rgb, render_pair, scene_rng, write_dataset
+from training.synth.layout import scene_rng
+from training.synth.raycast import LIGHTS, LightSetup, planckian_rgb, raycast_pair, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_light_colours_follow_the_planckian_locus():
 
 def test_relighting_is_more_than_a_colour_change():
     """After the best global colour transfer for this very pair, moved shadows remain as a clear residual."""
-    source, target = (torch.from_numpy(p) for p in render_pair(scene_rng(3, "train", 0), 96, LightSetup()))
+    source, target = (torch.from_numpy(p) for p in raycast_pair(scene_rng(3, "train", 0), 96, LightSetup()))
     fitted = ColourTransfer.fit([(source, target)])
     residual = (fitted(source).int() - target.int()).abs().amax(-1)
     assert (residual > 40).float().mean() > 0.03
@@ -148,9 +149,9 @@ def test_generator_v2_is_recorded_deterministic_and_its_own(tiny_set, tmp_path):
 
 
 def test_generator_v2_keeps_moving_shadows_in_darker_scenes():
-    source, target = (torch.from_numpy(p) for p in render_pair(scene_rng(3, "train", 0), 96, LIGHTS["2"], version="2"))
+    source, target = (torch.from_numpy(p) for p in raycast_pair(scene_rng(3, "train", 0), 96, LIGHTS["2"], version="2"))
     fitted = ColourTransfer.fit([(source, target)])
     residual = (fitted(source).int() - target.int()).abs().amax(-1)
     assert (residual > 40).float().mean() > 0.03
-    v1_source, _ = render_pair(scene_rng(3, "train", 0), 96, LIGHTS["1"])
+    v1_source, _ = raycast_pair(scene_rng(3, "train", 0), 96, LIGHTS["1"])
     assert source.float().mean() < torch.from_numpy(v1_source).float().mean()

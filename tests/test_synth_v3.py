@@ -14,8 +14,10 @@ from PIL import Image
 
 from training.baselines import ColourTransfer
 from training.data import RelightPairs
-from training.meshes_v3 import box, placed, terrain
-from training.render_v3 import (
+from training.synth.layout import scene_rng
+from training.synth.raycast import planckian_rgb
+from training.synth.v3.meshes import box, placed, terrain
+from training.synth.v3.render import (
     VARIANTS,
     LightBlocked,
     LightModel,
@@ -25,9 +27,8 @@ from training.render_v3 import (
     light_positions,
     render_pair,
 )
-from training.scenes_v3 import Camera, Material, Scene, random_scene
-from training.synth import planckian_rgb, scene_rng
-from training.synth_v3 import LIT_LEVEL, MIN_LIT, write_dataset_v3
+from training.synth.v3.scenes import Camera, Material, Scene, random_scene
+from training.synth.v3.write import LIT_LEVEL, MIN_LIT, write_dataset_v3
 
 mitsuba = pytest.importorskip("mitsuba")
 ARGS = {"train": 2, "val": 1, "size": 64, "seed": 3, "spp": 4}

@@ -12,7 +12,7 @@ from model.precision import compile_wanted
 from model.weights import load_weights, read_metadata
 from training.evaluate import main as evaluate_main
 from training.losses import CombinedLoss, L2Loss
-from training.synth import write_dataset
+from training.synth.raycast import write_dataset
 from training.train import PRESETS, TrainingStep, parse_args, train
 from training.vgg import VGG16_LAYERS, VGG16Features
 

@@ -1,4 +1,4 @@
-"""Generator v3: scenes_v3's scenes rendered by Mitsuba 3 under VIDIT's point light, North/6500 K and East/4500 K.
+"""Generator v3: v3.scenes' scenes rendered by Mitsuba 3 under VIDIT's point light, North/6500 K and East/4500 K.
 
 VIDIT's light (El Helou et al., "VIDIT: Virtual Image Dataset for Illumination Transfer", 2020):
 an omnidirectional point light with inverse-square falloff, at one of 8 azimuths on a horizontal
@@ -26,21 +26,19 @@ from functools import lru_cache
 
 import numpy as np
 
-from training.scenes_v3 import Material, Scene
+from training.synth.layout import EAST_4500, NORTH_6500, Light
+from training.synth.v3.scenes import Material, Scene
 
 VARIANTS = ("cuda_ad_rgb", "llvm_ad_rgb", "scalar_rgb")
 
 
 @dataclass(frozen=True)
-class Light:
-    azimuth_deg: float  # compass bearing from the centre point, relative to the camera: 0 North (far side), 90 East
-    kelvin: float
-
-
-@dataclass(frozen=True)
 class LightModel:
-    source: Light = Light(azimuth_deg=0.0, kelvin=6500.0)
-    target: Light = Light(azimuth_deg=90.0, kelvin=4500.0)
+    """VIDIT's point light: each Light's bearing from the centre point, on a circle whose radius and height
+    are fractions of the camera's distance to that point, and the range of exposures drawn per scene."""
+
+    source: Light = NORTH_6500
+    target: Light = EAST_4500
     radius: float = 0.4  # circle radius / camera's distance to the centre point
     height: float = 0.32  # light's height above the centre point / the same distance
     irradiance: tuple[float, float] = (1.0, 2.2)  # range of the horizontal irradiance at the centre point
@@ -155,7 +153,7 @@ def bsdf(material: Material) -> dict:
 
 
 def mitsuba_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, surface: dict):
-    """A Mitsuba triangle mesh from meshes_v3's arrays, with vertex normals (smooth where vertices are shared)."""
+    """A Mitsuba triangle mesh from v3.meshes' arrays, with vertex normals (smooth where vertices are shared)."""
     import mitsuba as mi
 
     props = mi.Properties()

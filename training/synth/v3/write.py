@@ -2,8 +2,8 @@
 
     python -m training.synth --version 3 --out /data/synth3 --train 300 --val 45 --size 512 --spp 32
 
-Each pair is one scenes_v3 scene rendered twice by render_v3 (North/6500 K input, East/4500 K
-target) from its own random stream, training.synth's scene_rng(seed, split, index), so a pair
+Each pair is one v3.scenes scene rendered twice by v3.render (North/6500 K input, East/4500 K
+target) from its own random stream, layout.scene_rng(seed, split, index), so a pair
 depends only on those and on the Mitsuba variant, never on the number of workers or the order
 of work. Validation pairs are rendered first, so a set stopped early can be validated on.
 
@@ -18,7 +18,6 @@ is renamed into place whole), and the run skips it. meta.json, written before an
 records the arguments; a run with different ones refuses the folder instead of mixing sets.
 """
 
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -26,12 +25,20 @@ from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
-from training.render_v3 import VARIANTS, LightBlocked, LightModel, RenderSettings, choose_variant, render_pair
-from training.scenes_v3 import random_scene
-from training.synth import make_layout, pair_path, scene_number, scene_rng
+from training.synth.layout import (
+    check_same_set,
+    make_layout,
+    pair_path,
+    save_pair,
+    scene_number,
+    scene_rng,
+    set_meta,
+    write_meta,
+)
+from training.synth.v3.render import VARIANTS, LightBlocked, LightModel, RenderSettings, choose_variant, render_pair
+from training.synth.v3.scenes import random_scene
 
 MODEL = LightModel()
 
@@ -71,20 +78,11 @@ def draw_pair(seed: int, split: str, index: int, size: int, spp: int):
             return pair
 
 
-def save_png(pixels, path: Path) -> None:
-    """Write through a temporary name and rename, so a killed run never leaves half a file."""
-    partial = path.with_name(f".{path.name}.partial")
-    Image.fromarray(pixels).save(partial, format="PNG")
-    os.replace(partial, path)
-
-
 def render_job(job: tuple[Path, int, str, int, int, int, int]) -> float:
     """Render and write one pair; returns its seconds."""
     out, seed, split, index, number, size, spp = job
     start = time.perf_counter()
-    source, target = draw_pair(seed, split, index, size, spp)
-    save_png(target, pair_path(out, split, "target", number))
-    save_png(source, pair_path(out, split, "input", number))
+    save_pair(out, split, number, *draw_pair(seed, split, index, size, spp))
     return time.perf_counter() - start
 
 
@@ -106,22 +104,12 @@ def write_dataset_v3(
         raise ValueError(f"unknown Mitsuba variant {variant!r}: use one of {', '.join(VARIANTS)}")
     else:
         why = "asked for"
-    meta = {
-        "generator": "relight training.synth",
-        "generator_version": "3",
-        "arguments": {"train": train, "val": val, "size": size, "seed": seed, "spp": spp},
-        "renderer": {"name": "mitsuba", "version": mi.__version__, "variant": variant, **asdict(RenderSettings(spp))},
-        "lights": asdict(MODEL),
-    }
-    meta_path = out / "meta.json"
-    if meta_path.exists():
-        before = json.loads(meta_path.read_text())
-        if {k: before.get(k) for k in meta} != json.loads(json.dumps(meta)):
-            raise ValueError(
-                f"{out} holds a set made with other arguments or renderer ({meta_path}): use another --out"
-            )
+    arguments = {"train": train, "val": val, "size": size, "seed": seed, "spp": spp}
+    renderer = {"name": "mitsuba", "version": mi.__version__, "variant": variant, **asdict(RenderSettings(spp))}
+    meta = set_meta("3", arguments, renderer=renderer, lights=asdict(MODEL))
+    check_same_set(out, meta)
     make_layout(out)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_meta(out, meta)
     order = [("validation", i) for i in range(val)] + [("train", i) for i in range(train)]
     jobs = [
         (out, seed, split, i, scene_number(split, i, train), size, spp)

@@ -1,27 +1,17 @@
-"""Synthetic VIDIT track 1: random scenes rendered under a North/6500 K and an East/4500 K light.
-
-    python -m training.synth --out data/synth2 --version 2 --train 300 --val 45 --size 512 --seed 0
-    python -m training.synth --out data/synth --version 1 ...   # the first generator, byte for byte
-    python -m training.synth --out data/synth3 --version 3 ...   # Mitsuba renders: training/synth_v3.py
+"""Generators v1 and v2: random spheres, boxes and cylinders, ray cast with torch and shaded under a distant sun.
 
 Each scene is ray cast once from its camera; the same hits are then shaded by a directional
 light from the North at 6500 K (input) and from the East at 4500 K (target), both at one
 elevation, with cast shadows, Lambertian and Blinn-Phong shading, and an ambient term, all
-in linear light, then written as 8-bit sRGB. Every scene draws from its own random stream,
-derived from (seed, split, index), so the same arguments give byte-identical files and
-validation scenes never repeat training ones.
+in linear light, then written as 8-bit sRGB.
 
 Version 1: a textured ground, boxes, spheres, cylinders and sometimes walls; the light at
 35 degrees, a bright ambient term, stripes, checkers and noise.
 Version 2, closer to VIDIT's renders: the light low (18 degrees) so shadows are long, a dark
 ambient term, buildings, walls, clutter and overhangs on pillars, natural textures (fractal
 noise, wood, stone) and both glossy and matte materials.
-Version 3 (training.render_v3, needs Mitsuba) path traces VIDIT-like scenes under VIDIT's own
-light, a point light near the scene, with no ambient term: see training/synth_v3.py.
 """
 
-import argparse
-import json
 import math
 import time
 from collections.abc import Callable
@@ -32,24 +22,31 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
-GENERATOR_VERSIONS = ("1", "2", "3")
+from training.synth.layout import (
+    EAST_4500,
+    NORTH_6500,
+    Light,
+    make_layout,
+    save_pair,
+    scene_number,
+    scene_rng,
+    set_meta,
+    write_meta,
+)
+
 EPS = 1e-3
 NO_HIT = float("inf")
 
 
 @dataclass(frozen=True)
-class Light:
-    azimuth_deg: float  # compass bearing the light comes from: 0 North (away from the camera), 90 East
-    kelvin: float
-
-
-@dataclass(frozen=True)
 class LightSetup:
-    source: Light = Light(azimuth_deg=0.0, kelvin=6500.0)
-    target: Light = Light(azimuth_deg=90.0, kelvin=4500.0)
+    """The sun of generators v1/v2: its two bearings and colours, its elevation (degrees), strength (linear
+    irradiance on a surface facing it) and the ambient term's, and the half-angle (degrees) of its disc."""
+
+    source: Light = NORTH_6500
+    target: Light = EAST_4500
     elevation_deg: float = 35.0
     sun: float = 3.0
     ambient: float = 0.35
@@ -151,7 +148,9 @@ def intersect_ground(o, d):
 
 
 @dataclass
-class Material:
+class PatternMaterial:
+    """A v1/v2 surface: a procedural albedo pattern between two linear colours, and Blinn-Phong specular."""
+
     colors: torch.Tensor  # (2, 3) linear albedo pair the pattern mixes between
     pattern: str  # plain | checker | stripes | noise | marble | fbm | wood | stone
     frequency: float
@@ -198,7 +197,7 @@ class Material:
         return mortar * (0.6 + 0.4 * self.fbm(p))
 
 
-def random_material(rng: np.random.Generator, version: str = "1") -> Material:
+def random_material(rng: np.random.Generator, version: str = "1") -> PatternMaterial:
     hue = rng.uniform(0, 1)
     colors = []
     for shift in (0.0, rng.uniform(-0.25, 0.25)):
@@ -207,7 +206,7 @@ def random_material(rng: np.random.Generator, version: str = "1") -> Material:
         saturation, value = rng.uniform(0.1, 0.9), rng.uniform(0.25, 0.95)
         colors.append((value * (1 - saturation + saturation * rgb)) ** 2.2)
     if version == "1":
-        return Material(
+        return PatternMaterial(
             colors=torch.tensor(np.array(colors), dtype=torch.float32),
             pattern=str(rng.choice(["plain", "checker", "stripes", "noise", "marble"])),
             frequency=float(rng.uniform(1.0, 6.0)),
@@ -216,7 +215,7 @@ def random_material(rng: np.random.Generator, version: str = "1") -> Material:
             shininess=float(rng.uniform(8, 96)),
         )
     glossy = rng.uniform() < 0.35
-    return Material(
+    return PatternMaterial(
         colors=torch.tensor(np.array(colors), dtype=torch.float32),
         pattern=str(rng.choice(["plain", "checker", "stripes", "marble", "fbm", "fbm", "wood", "stone", "stone"])),
         frequency=float(rng.uniform(1.0, 6.0)),
@@ -229,7 +228,7 @@ def random_material(rng: np.random.Generator, version: str = "1") -> Material:
 @dataclass
 class Shape:
     intersect: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-    material: Material
+    material: PatternMaterial
     bound_center: torch.Tensor | None = None  # a sphere holding the shape; None for the ground
     bound_radius: float = 0.0
 
@@ -264,19 +263,25 @@ def cylinder_shape(rng, x: float, z: float, radius: float, height: float, versio
     return Shape(shape, random_material(rng, version), *bound)
 
 
-def random_scene(rng: np.random.Generator) -> list[Shape]:
+def random_object(rng, sphere_max: float, cylinder_radii: tuple[float, float], version: str) -> Shape:
+    """A sphere, box or cylinder on the ground within 3.5 m of the origin: the objects of both generators.
+
+    Sizes in metres; v2's spheres and cylinders are a little smaller (sphere_max, cylinder_radii).
+    """
+    x, z = rng.uniform(-3.5, 3.5, 2)
+    kind = rng.choice(["sphere", "box", "cylinder"])
+    if kind == "sphere":
+        return sphere_shape(rng, x, z, rng.uniform(0.3, sphere_max), version)
+    if kind == "box":
+        half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
+        return box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), version)
+    return cylinder_shape(rng, x, z, rng.uniform(*cylinder_radii), rng.uniform(0.4, 2.5), version)
+
+
+def random_shapes_v1(rng: np.random.Generator) -> list[Shape]:
     """The ground first, then 4-9 objects and up to two walls, all resting on the ground."""
     shapes = [Shape(intersect_ground, random_material(rng))]
-    for _ in range(rng.integers(4, 10)):
-        x, z = rng.uniform(-3.5, 3.5, 2)
-        kind = rng.choice(["sphere", "box", "cylinder"])
-        if kind == "sphere":
-            shapes.append(sphere_shape(rng, x, z, rng.uniform(0.3, 1.1), "1"))
-        elif kind == "box":
-            half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
-            shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "1"))
-        else:
-            shapes.append(cylinder_shape(rng, x, z, rng.uniform(0.2, 0.8), rng.uniform(0.4, 2.5), "1"))
+    shapes += [random_object(rng, 1.1, (0.2, 0.8), "1") for _ in range(rng.integers(4, 10))]
     for wall in rng.choice(["north", "west", "east"], size=rng.integers(0, 3), replace=False):
         height = rng.uniform(0.8, 3.0)
         if wall == "north":
@@ -288,7 +293,7 @@ def random_scene(rng: np.random.Generator) -> list[Shape]:
     return shapes
 
 
-def random_scene_v2(rng: np.random.Generator) -> list[Shape]:
+def random_shapes_v2(rng: np.random.Generator) -> list[Shape]:
     """Version 2: buildings at the back, walls, the v1 objects, small clutter and slabs on pillars."""
     shapes = [Shape(intersect_ground, random_material(rng, "2"))]
     for _ in range(rng.integers(0, 4)):
@@ -303,16 +308,7 @@ def random_scene_v2(rng: np.random.Generator) -> list[Shape]:
         else:
             center, half = [side * rng.uniform(3.5, 6), height / 2, rng.uniform(-2, 1)], [0.15, height / 2, 4.0]
         shapes.append(box_shape(rng, center, half, 0.0, "2"))
-    for _ in range(rng.integers(3, 8)):
-        x, z = rng.uniform(-3.5, 3.5, 2)
-        kind = rng.choice(["sphere", "box", "cylinder"])
-        if kind == "sphere":
-            shapes.append(sphere_shape(rng, x, z, rng.uniform(0.3, 1.0), "2"))
-        elif kind == "box":
-            half = rng.uniform([0.2, 0.2, 0.2], [1.0, 1.3, 1.0])
-            shapes.append(box_shape(rng, [x, half[1], z], list(half), float(rng.uniform(0, math.pi)), "2"))
-        else:
-            shapes.append(cylinder_shape(rng, x, z, rng.uniform(0.15, 0.7), rng.uniform(0.4, 2.5), "2"))
+    shapes += [random_object(rng, 1.0, (0.15, 0.7), "2") for _ in range(rng.integers(3, 8))]
     for _ in range(rng.integers(2, 9)):
         x, z = rng.uniform(-4, 4, 2)
         half = rng.uniform([0.08, 0.08, 0.08], [0.3, 0.3, 0.3])
@@ -378,15 +374,21 @@ def visibility(shapes: list[Shape], points, normals, toward_light, softness_deg)
 
 
 def linear_to_srgb8(linear: torch.Tensor) -> np.ndarray:
+    """uint8 sRGB (IEC 61966-2-1) of float32 linear values, clipped to [0, 1]."""
+    # Not v3's numpy encoder (v3/render.py): torch's float32 pow rounds 120 of the 1.07e9 float32
+    # values in [0, 1] to another 8-bit level than numpy's, and v1/v2 sets stay byte for byte.
     c = linear.clamp(0, 1)
     srgb = torch.where(c <= 0.0031308, 12.92 * c, 1.055 * c.pow(1 / 2.4) - 0.055)
     return (srgb * 255).round().to(torch.uint8).numpy()
 
 
 @torch.no_grad()
-def render_pair(rng: np.random.Generator, size: int, lights: LightSetup, supersample: int = 2, version: str = "1"):
-    """(input, target) uint8 (size, size, 3) images of one random scene."""
-    shapes = random_scene(rng) if version == "1" else random_scene_v2(rng)
+def raycast_pair(rng: np.random.Generator, size: int, lights: LightSetup, supersample: int = 2, version: str = "1"):
+    """(input, target) uint8 (size, size, 3) images of the v1 or v2 (`version`) scene drawn from `rng`.
+
+    Each output pixel averages supersample x supersample rays.
+    """
+    shapes = random_shapes_v1(rng) if version == "1" else random_shapes_v2(rng)
     exposure = rng.uniform(0.55, 0.8)
     o, d = camera_rays(rng, size * supersample)
     t, index, normal = closest_hit(shapes, o, d)
@@ -426,29 +428,6 @@ def render_pair(rng: np.random.Generator, size: int, lights: LightSetup, supersa
     return images[0], images[1]
 
 
-SPLITS = {"train": 0, "validation": 1}
-
-
-def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, SPLITS[split], index])
-
-
-def scene_number(split: str, index: int, train: int) -> int:
-    """Scenes are numbered on from the train set, as in VIDIT (train Image000-299, validation Image300-...)."""
-    return index if split == "train" else train + index
-
-
-def pair_path(out: Path, split: str, side: str, number: int) -> Path:
-    """Track-1 layout: OUT/SPLIT/input/ImageNNN.png (North, 6500 K) and OUT/SPLIT/target/ImageNNN.png."""
-    return out / split / side / f"Image{number:03d}.png"
-
-
-def make_layout(out: Path) -> None:
-    for split in SPLITS:
-        for side in ("input", "target"):
-            (out / split / side).mkdir(parents=True, exist_ok=True)
-
-
 def write_dataset(
     out: Path, train: int, val: int, size: int, seed: int, supersample: int = 2, version: str = "1"
 ) -> float:
@@ -458,42 +437,8 @@ def write_dataset(
     jobs = [("train", i) for i in range(train)] + [("validation", i) for i in range(val)]
     make_layout(out)
     for split, i in tqdm(jobs, desc="rendering", unit="pair"):
-        pair = render_pair(scene_rng(seed, split, i), size, lights, supersample, version)
-        for side, pixels in zip(("input", "target"), pair, strict=True):
-            Image.fromarray(pixels).save(pair_path(out, split, side, scene_number(split, i, train)), optimize=False)
-    meta = {
-        "generator": "relight training.synth",
-        "generator_version": version,
-        "arguments": {"train": train, "val": val, "size": size, "seed": seed, "supersample": supersample},
-        "lights": asdict(lights),
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        pair = raycast_pair(scene_rng(seed, split, i), size, lights, supersample, version)
+        save_pair(out, split, scene_number(split, i, train), *pair)
+    arguments = {"train": train, "val": val, "size": size, "seed": seed, "supersample": supersample}
+    write_meta(out, set_meta(version, arguments, lights=asdict(lights)))
     return time.perf_counter() - start
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--train", type=int, default=300)
-    parser.add_argument("--val", type=int, default=45)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--version", choices=GENERATOR_VERSIONS, default="2", help="3 needs Mitsuba (the train extra)")
-    parser.add_argument("--supersample", type=int, default=2, help="v1, v2: rays per pixel side, averaged")
-    parser.add_argument("--spp", type=int, default=32, help="v3: samples per pixel")
-    parser.add_argument("--workers", type=int, default=None, help="v3: render processes (default: one per core)")
-    parser.add_argument("--variant", default=None, help="v3: Mitsuba variant (default: the fastest that works here)")
-    args = parser.parse_args(argv)
-    if args.version == "3":
-        from training.synth_v3 import write_dataset_v3
-
-        seconds = write_dataset_v3(
-            args.out, args.train, args.val, args.size, args.seed, args.spp, args.workers, args.variant
-        )
-    else:
-        seconds = write_dataset(args.out, args.train, args.val, args.size, args.seed, args.supersample, args.version)
-    print(f"wrote {args.train} train + {args.val} validation pairs at {args.size}x{args.size} in {seconds:.1f} s")
-
-
-if __name__ == "__main__":
-    main()

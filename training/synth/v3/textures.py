@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage import data
 
 PHOTOGRAPHS = ("brick", "grass", "gravel")
-SIZE = 256  # procedural textures: side in texels; surfaces repeat them every `metres` (scenes_v3)
+SIZE = 256  # procedural textures: side in texels; surfaces repeat them every `metres` (v3.scenes)
 
 
 def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ VIDIT's 390 scenes are Unreal Engine sets: nature (trees, rocks, grass), urban (
 windows, walls, fences, street clutter) and set-like yards. `random_scene` draws one of three
 kinds of the same sort: "urban", "nature" or "yard", each a ground with a real-looking surface,
 the large things at the back and sides, and the small things in the middle, where the light
-will be. A Scene is plain data (numpy meshes and textures); render_v3 turns it into Mitsuba's.
+will be. A Scene is plain data (numpy meshes and textures); v3.render turns it into Mitsuba's.
 
 Coordinates: metres, y up, the camera south of the scene (+z) looking North (-z) and down at
 a point near the origin.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training import textures_v3 as textures
-from training.meshes_v3 import Mesh, blades, box, frustum, leaves, lumpy, merge, placed, rock, sphere, terrain
+from training.synth.v3 import textures
+from training.synth.v3.meshes import Mesh, blades, box, frustum, leaves, lumpy, merge, placed, rock, sphere, terrain
 
 # How many metres of surface one copy of a kind's texture covers.
 REPEAT_METRES = {

@@ -1,0 +1,91 @@
+"""What every generator shares: each scene's random stream, the pair's two lights, the files and meta.json.
+
+A set is VIDIT's track-1 layout: OUT/SPLIT/input/ImageNNN.png lit from the North at 6500 K and
+OUT/SPLIT/target/ImageNNN.png lit from the East at 4500 K, SPLIT train or validation, and
+OUT/meta.json recording the generator and its arguments. Every scene draws from its own random
+stream, derived from (seed, split, index), so the same arguments give byte-identical files
+whatever the order of work, and validation scenes never repeat training ones.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GENERATOR = "relight training.synth"  # meta.json's "generator"
+SPLITS = {"train": 0, "validation": 1}
+SIDES = ("input", "target")
+
+
+@dataclass(frozen=True)
+class Light:
+    """A light by the compass bearing it shines from and its colour temperature.
+
+    Bearings are the camera's: 0 North (the far side of the scene), 90 East (its right).
+    Generators v1/v2 read it as a distant sun's direction, v3 as a point light's place on a
+    circle around the scene's centre point.
+    """
+
+    azimuth_deg: float
+    kelvin: float
+
+
+NORTH_6500 = Light(azimuth_deg=0.0, kelvin=6500.0)  # every input image
+EAST_4500 = Light(azimuth_deg=90.0, kelvin=4500.0)  # every target image
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The random stream of scene `index` of `split` (a key of SPLITS; KeyError otherwise)."""
+    return np.random.default_rng([seed, SPLITS[split], index])
+
+
+def scene_number(split: str, index: int, train: int) -> int:
+    """Scenes are numbered on from the train set, as in VIDIT (train Image000-299, validation Image300-...)."""
+    return index if split == "train" else train + index
+
+
+def pair_path(out: Path, split: str, side: str, number: int) -> Path:
+    """Track-1 layout: OUT/SPLIT/input/ImageNNN.png (North, 6500 K) and OUT/SPLIT/target/ImageNNN.png."""
+    return out / split / side / f"Image{number:03d}.png"
+
+
+def make_layout(out: Path) -> None:
+    for split in SPLITS:
+        for side in SIDES:
+            (out / split / side).mkdir(parents=True, exist_ok=True)
+
+
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write uint8 (H, W, 3) through a temporary name and rename, so a killed run never leaves half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    Image.fromarray(pixels).save(partial, format="PNG")
+    os.replace(partial, path)
+
+
+def save_pair(out: Path, split: str, number: int, source: np.ndarray, target: np.ndarray) -> None:
+    """Write one pair, the target first: a pair whose input exists is whole (generator v3 resumes on that)."""
+    save_png(target, pair_path(out, split, "target", number))
+    save_png(source, pair_path(out, split, "input", number))
+
+
+def set_meta(version: str, arguments: dict, **record) -> dict:
+    """meta.json's contents: the generator, its version and arguments, then `record` (lights, renderer) in order."""
+    return {"generator": GENERATOR, "generator_version": version, "arguments": arguments, **record}
+
+
+def write_meta(out: Path, meta: dict) -> None:
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def check_same_set(out: Path, meta: dict) -> None:
+    """Raise ValueError when `out` already holds a set whose meta.json differs from `meta` in any of its keys."""
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        before = json.loads(meta_path.read_text())
+        if {k: before.get(k) for k in meta} != json.loads(json.dumps(meta)):
+            raise ValueError(
+                f"{out} holds a set made with other arguments or renderer ({meta_path}): use another --out"
+            )
