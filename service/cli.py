@@ -16,6 +16,7 @@ from service import supervisor
 from service.app import create_app
 from service.draining import DrainingServer
 from service.engine import Engine
+from service.header_deadline import header_deadline_protocol
 from service.settings import Settings
 
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     if settings.workers > 1:
         sys.exit(supervisor.serve(settings, engine_factory, host, port))
     app = create_app(settings, engine_factory)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5)
+    http = header_deadline_protocol(settings.header_timeout_s)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
     DrainingServer(config, app.state.service).run()
 
 
