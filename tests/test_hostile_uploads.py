@@ -35,6 +35,7 @@ from tests.hostile_files import (
 )
 from tests.images import animated, scene
 from tests.server import running_server
+from tests.test_uploads import run_relight
 
 MAKE, ORIENTATION = 0x010F, 0x0112
 MAX_UPLOAD = 4 * 1024 * 1024
@@ -192,6 +193,13 @@ def test_answer_sizes_past_a_formats_limit_are_refused_or_answered_in_another_fo
         assert answer.headers["content-type"] == media_type
         assert Image.open(io.BytesIO(answer.content)).size == (16384, 2)
     assert_still_serves(server)
+
+
+def test_the_relight_command_reports_an_output_format_that_cannot_hold_the_image(tmp_path, weights_file):
+    (tmp_path / "strip.png").write_bytes(save(scene(2, 16384), "PNG"))
+    result = run_relight(tmp_path / "strip.png", "-o", tmp_path / "strip.webp", weights=weights_file)
+    assert result.returncode == 1 and "16383" in result.stderr, result.stderr
+    assert not (tmp_path / "strip.webp").exists()
 
 
 # 5. Multi-image files: the primary image is relit, sized and admitted.
