@@ -14,6 +14,9 @@ from service.codecs.metadata import exif_bytes, writable
 
 TIFF_HEADERS = {b"II*\x00": "<", b"MM\x00*": ">"}
 ENTRY = 12  # bytes of a TIFF IFD entry: tag, type, count, value or offset
+# Bounds on the work for a hostile file full of TIFF headers: the candidates tried, and the bytes each is read from.
+CANDIDATES = 8
+WINDOW = 1 << 20
 
 
 def mend(data: bytes) -> bytes | None:
@@ -22,10 +25,10 @@ def mend(data: bytes) -> bytes | None:
     mended = bytearray(data)
     changed = False
     for header, order in TIFF_HEADERS.items():
-        start = data.find(header)
-        while start != -1:
+        start, tried = data.find(header), 0
+        while start != -1 and tried < CANDIDATES:
             changed |= mend_block(mended, start, order)
-            start = data.find(header, start + len(header))
+            start, tried = data.find(header, start + len(header)), tried + 1
     return bytes(mended) if changed else None
 
 
@@ -33,7 +36,7 @@ def mend_block(buffer: bytearray, start: int, order: str) -> bool:
     """Mend the TIFF structure (an EXIF block) at `start`; whether anything was removed."""
     exif = Image.Exif()
     try:
-        exif.load(bytes(buffer[start:]))
+        exif.load(bytes(buffer[start : start + WINDOW]))
         directories = [(read_u32(buffer, start + 4, order), dict(exif), None)]
         for tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
             if isinstance(exif.get(tag), int):

@@ -133,7 +133,7 @@ def open_image(data: bytes) -> Image.Image:
     try:
         return open_verified(data)
     except Exception as error:  # whatever a plugin raises on a broken header (see the module's docstring)
-        mended = mend(data) if claimed_format(data) else None  # EXIF that Pillow's AVIF reader fails on
+        mended = mend(data) if claimed_format(data) == "AVIF" else None  # EXIF Pillow's AVIF reader fails on
         if mended is not None:
             try:
                 return open_verified(mended)

@@ -71,6 +71,9 @@ def writable_exif(image: Image.Image) -> Image.Exif:
         return exif
     if exif_bytes(exif) is not None:
         return exif
+    if len(exif) > EXIF_LIMIT // 12:  # more 12-byte entries than an answer carries: no pruning worth its time
+        exif.clear()
+        return exif
     for tag in list(exif):
         if tag in SUB_IFDS:
             prune(exif, tag)
@@ -90,6 +93,11 @@ def prune(exif: Image.Exif, tag: int) -> None:
         if tag == ExifTags.IFD.Exif and ExifTags.IFD.Interop in directories[tag]:
             directories[ExifTags.IFD.Interop] = exif.get_ifd(ExifTags.IFD.Interop)
     except Exception:  # a sub-IFD pointer to nowhere (a negative offset, a list of them): the sub-IFD goes
+        del exif[tag]
+        return
+    if sum(map(len, directories.values())) > EXIF_LIMIT // 12:  # could not come back anyway (writable_exif)
+        for entries in directories.values():
+            entries.clear()  # Pillow's cached dicts: tobytes() writes them even without their pointer
         del exif[tag]
         return
     for group, entries in directories.items():
