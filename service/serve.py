@@ -15,6 +15,7 @@ import uvicorn
 from service.batching.engine import Engine
 from service.http.app import create_app
 from service.http.draining import DrainingServer
+from service.http.header_deadline import header_deadline_protocol
 from service.settings import Settings
 from service.workers import supervisor
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     if settings.workers > 1:
         sys.exit(supervisor.serve(settings, engine_factory, host, port))
     app = create_app(settings, engine_factory)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5)
+    http = header_deadline_protocol(settings.header_timeout_s)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
     DrainingServer(config, app.state.service).run()
 
 

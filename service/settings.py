@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
     max_pixels: int = Field(4096 * 4096, ge=1, description="width x height, checked from the header before decoding")
     upload_timeout_s: float = Field(30.0, gt=0, description="time allowed to receive a request body; beyond it: 408")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="time to receive the headers (service.http.header_deadline); beyond it: 408"
+    )
     warmup: str = Field(
         "512x512,1024x1024", description="comma-separated WxH shapes run once at startup; empty for none"
     )

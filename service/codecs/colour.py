@@ -5,7 +5,9 @@ before the network, which was trained on sRGB pixels, and the relit pixels are c
 back and carry the same profile, so the photo keeps its colour space. An upload in another
 colour model with a profile (CMYK, greyscale) is converted to sRGB and answered in sRGB with
 the sRGB profile embedded. A profile that cannot be read is ignored with a log line: the
-pixels are taken as sRGB and the profile's bytes go back unchanged. No profile: sRGB.
+pixels are taken as sRGB and the profile's bytes go back unchanged. No profile: sRGB (CIELAB pixels, from
+PSD or TIFF, through the CIELAB D50 profile). A profile larger than ICC_LIMIT is no camera's or screen's: it is
+neither read nor carried back (the transforms of 16 profiles are kept, so this bounds what they hold).
 """
 
 import io
@@ -21,6 +23,11 @@ log = logging.getLogger("relight.colour")
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 SRGB_ICC = SRGB.tobytes()
 INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
+LAB_TO_SRGB = ImageCms.buildTransform(ImageCms.createProfile("LAB"), SRGB, "LAB", "RGB", INTENT)
+# Camera and screen profiles are a few kB; CMYK printing profiles, the largest in use, 0.5-2 MB.
+ICC_LIMIT = 4 << 20
+# Modes with alpha or a palette -> the colour model their profile describes.
+BASE_MODES = {"RGBA": "RGB", "LA": "L", "La": "L", "RGBa": "RGB", "PA": "RGB", "P": "RGB", "RGBX": "RGB", "1": "L"}
 
 
 @dataclass(frozen=True)
@@ -55,26 +62,30 @@ def transform(icc: bytes, in_mode: str, to_srgb: bool) -> ImageCms.ImageCmsTrans
 
 
 def to_srgb(image: Image.Image) -> tuple[Image.Image, AnswerColour]:
-    """The image in sRGB (mode RGB, or RGBA when it has alpha) and how its answer goes back."""
+    """The image's colours as sRGB (mode RGB; any alpha is the caller's) and how its answer goes back."""
+    base_mode = BASE_MODES.get(image.mode, image.mode)
+    if base_mode == "LAB":  # device-independent already: a profile beside it describes nothing more
+        return ImageCms.applyTransform(image, LAB_TO_SRGB), AnswerColour(SRGB_ICC)
     icc = image.info.get("icc_profile")
+    if icc and len(icc) > ICC_LIMIT:
+        log.info("ignoring an ICC profile of %d bytes, more than %d", len(icc), ICC_LIMIT)
+        icc = None
     if not icc:
-        return image, AnswerColour()
-    alpha = image.getchannel("A") if "A" in image.getbands() else None
-    base_mode = {"RGBA": "RGB", "LA": "L", "La": "L", "RGBa": "RGB", "PA": "RGB", "P": "RGB"}.get(
-        image.mode, image.mode
-    )
+        return rgb(image), AnswerColour()
     if base_mode not in ("RGB", "L", "CMYK"):
-        return image, AnswerColour(icc)
+        return rgb(image), AnswerColour(icc)
     base = image.convert(base_mode) if image.mode != base_mode else image
     forward = transform(icc, base_mode, True)
     if forward is None:
-        return image, AnswerColour(icc)
+        return rgb(base), AnswerColour(icc)
     converted = ImageCms.applyTransform(base, forward)
-    if alpha is not None:
-        converted.putalpha(alpha)
     if base_mode == "RGB":
         return converted, AnswerColour(icc, convert_back=True)
     return converted, AnswerColour(SRGB_ICC)
+
+
+def rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def from_srgb(rgb: np.ndarray, colour: AnswerColour) -> np.ndarray:

@@ -6,7 +6,7 @@ An answer is PNG, JPEG, WebP, AVIF or HEIC (HEIC only where libheif can write it
 format's name, its file suffixes with or without the dot (`jpg`, `JPG`, `.jpeg`, `jfif`, `heif`, `hif`),
 its media type and the unofficial ones clients send (`image/jpg`, `image/pjpeg`, `image/x-png`, `image/heif`).
 With neither, the answer is in the upload's own format where that is one of these, else PNG; HEIC
-uploads are answered as JPEG where HEIC cannot be written.
+uploads are answered as JPEG where HEIC cannot be written. Which one an answer gets: service.codecs.negotiation.
 """
 
 from PIL import Image
@@ -90,14 +90,3 @@ def answer_suffix(suffix: str) -> str:
     if suffix.lower() in SUFFIX_FORMATS:
         return suffix
     return KNOWN[same_format(EXTENSIONS.get(suffix.lower()))][2]
-
-
-def choose_format(asked: str | None, accept: str | None, source_format: str) -> str:
-    """The answer format: `asked` (?format= through format_named) wins; else the first written format the Accept
-    header names in any spelling (q-values are not weighed, wildcards name none); else same_format."""
-    if asked is not None:
-        return asked
-    for part in (accept or "").split(","):
-        if (name := known_format(part.split(";")[0])) in MEDIA_TYPES:
-            return name
-    return same_format(source_format)

@@ -56,7 +56,10 @@ def relight_locally(tasks: list[Task], bar: tqdm, failures: Failures) -> None:
     for group in same_size_groups(tasks, settings.max_pixels, relighter, failures, bar):
         outputs = relighter.relight([decoded.rgb for _, decoded in group])
         for (task, decoded), output in zip(group, outputs, strict=True):
-            write(task, answer(decoded, output, task.image_format))
+            try:
+                write(task, answer(decoded, output, task.image_format))
+            except ImageError as error:  # an answer format that cannot hold this size (service.codecs.limits)
+                failures.report(task, failure_reason(error))
             bar.update()
 
 

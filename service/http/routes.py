@@ -20,8 +20,9 @@ from service.batching.handle import (
     SubmittedJob,
     TooBig,
 )
-from service.codecs.formats import MEDIA_TYPES, accepted_names, choose_format, format_named
+from service.codecs.formats import MEDIA_TYPES, accepted_names, format_named
 from service.codecs.imaging import DecodedImage, ImageError, decode_opened, encode, open_upload
+from service.codecs.negotiation import choose_format
 from service.http.openapi import RELIGHT_BODY, RELIGHT_DESCRIPTION, RELIGHT_RESPONSES, error_response
 from service.http.page import page, wants_page
 from service.http.state import ServiceState, State
@@ -112,7 +113,9 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
     data = await read_upload(request)
     started = time.perf_counter()
     try:
-        opened = await run_in_threadpool(open_upload, data, state.settings.max_pixels)
+        opened = await run_in_threadpool(open_upload, data, state.settings.max_pixels, state.settings.max_upload_bytes)
+        accept = request.headers.get("accept")
+        image_format = choose_format(format, accept, opened.source_format, opened.width, opened.height)
     except ImageError as error:
         raise HTTPException(error.status, error.detail) from None
     reservation = await admit(state, opened.height, opened.width, deadline)
@@ -124,7 +127,6 @@ async def relight_one(request: Request, state: ServiceState, format: str | None,
             raise HTTPException(error.status, error.detail) from None
         raise
     decode_s = time.perf_counter() - started
-    image_format = choose_format(format, request.headers.get("accept"), decoded.source_format)
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
         job = await state.model.submit(decoded.rgb, deadline, reservation)

@@ -29,6 +29,7 @@ from model.allocator import reuse_freed_memory
 from service.batching.engine import Engine
 from service.http.app import create_app
 from service.http.draining import DrainingServer
+from service.http.header_deadline import header_deadline_protocol
 from service.settings import Settings
 from service.workers import model_process, shared_images
 from service.workers.remote_model import RemoteModel
@@ -67,7 +68,8 @@ def worker_main(settings: Settings, host: str, port: int, socket_path: Path, sha
     app = create_app(settings, model=model)
     listening = reuse_port_socket(host, port)
     listening.listen(2048)
-    config = uvicorn.Config(app, log_level="info", timeout_keep_alive=5)
+    http = header_deadline_protocol(settings.header_timeout_s)
+    config = uvicorn.Config(app, log_level="info", timeout_keep_alive=5, http=http)
     DrainingServer(config, app.state.service).run(sockets=[listening])
 
 
