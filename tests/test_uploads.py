@@ -111,9 +111,11 @@ def test_a_phone_photos_colour_profile_is_converted_for_the_network_and_carried_
     # Plus two 8-bit profile conversions (half a level on average: test_photos).
     tolerance = lost_on_the_way_in + lost_on_the_way_out + 0.5
     assert np.abs(back_in_srgb - reference).mean() <= tolerance
-    # Had the service ignored the profile, the network would have seen other pixels.
+    # Had the service ignored the profile, the network would have seen other pixels, and answered farther from
+    # the reference than everything the codecs lose. (Weights v3 answer the profile's shift with 1.7x the lossy
+    # HEIC tolerance where the v2 weights gave more than 2x: they keep dark regions dark whatever their tint.)
     ignored = upright(relit(server, save(photo, "PNG")).content)
-    assert np.abs(ignored - reference).mean() > 2 * tolerance
+    assert np.abs(ignored - reference).mean() > tolerance
 
 
 @pytest.mark.parametrize(
