@@ -24,7 +24,7 @@ words naming the format; the decoder's message goes to the log.
 import io
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import EpsImagePlugin, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
@@ -248,8 +248,7 @@ def decode_opened(upload: Upload) -> DecodedImage:
             decoded = split_channels(image, kind)
         except (OSError, ValueError, ImageCms.PyCMSError) as error:  # Pillow cannot convert this mode or profile
             raise decoder_error(error, f"the {kind} image's pixels cannot be converted to RGB") from None
-        colour, decoded.metadata = decoded.metadata.colour, carried(image, exif, text)
-        decoded.metadata.colour = colour
+        decoded.metadata = replace(carried(image, exif, text), colour=decoded.metadata.colour)
     check_size(upload, decoded.rgb)
     return decoded
 
