@@ -70,7 +70,7 @@ class Queue:
         self.device, self.registry = device, CollectorRegistry()
         metrics = ModelMetrics(self.registry, max_batch_size)
         tiling = Tiling(tile, overlap, max_batch_size, max_batch_pixels)
-        self.batcher = Batcher(device, tiling, max_wait_s, max_queue, metrics)
+        self.batcher = Batcher(device, "device", tiling, max_wait_s, max_queue, metrics)
 
     def metric(self, name: str, **labels) -> float:
         return self.registry.get_sample_value(name, labels)
@@ -307,6 +307,59 @@ def test_a_full_queue_refuses_and_stopping_finishes_what_was_accepted():
 
     running, waiting = asyncio.run(scenario())
     assert np.array_equal(running.image, image_of(1, 32, 32)) and np.array_equal(waiting.image, image_of(2, 32, 32))
+
+
+def halve(pixels: np.ndarray) -> BatchResult:
+    """Other weights, as far as the queue can tell: each window comes back halved."""
+    return BatchResult(pixels // 2, 0.0)
+
+
+def test_a_weights_switch_waits_for_a_part_run_image_and_later_jobs_run_on_the_new_weights():
+    async def scenario():
+        device = Device()
+        queue = Queue(device, tile=64, overlap=8, max_batch_size=2, max_batch_pixels=2 * 64 * 64)
+        batcher = queue.batcher
+        batcher.start()
+        device.hold.clear()
+        big = await queue.submit(200, 200, 1)
+        await device.next_batch_started()  # two of its tiles are on the device: it is part-run
+        queued = await queue.submit(32, 32, 3)  # less work: without a switch it would run next
+        switching = asyncio.create_task(batcher.switch(lambda: (halve, "halved")))
+        await asyncio.sleep(0.01)
+        later = await queue.submit(32, 32, 5)
+        device.hold.set()
+        await switching
+        outcomes = await asyncio.gather(big.future, queued.future, later.future)
+        await batcher.stop()
+        return device, outcomes
+
+    device, (big, queued, later) = asyncio.run(scenario())
+    # Every tile of the big image ran on the old weights, one after another; nothing else ran on them.
+    assert sum(count for count, _, _ in device.batches) == len(tile_windows(200, 200, 64, 8))
+    assert all(values == [1] * len(values) for values in device.values)
+    assert big.weights == "device" and np.array_equal(big.image, image_of(1, 200, 200))
+    for outcome, value in ((queued, 3), (later, 5)):
+        assert outcome.weights == "halved" and np.array_equal(outcome.image, np.full((32, 32, 3), value // 2))
+    assert queued.batch_size == 2  # the two that waited for the switch ran together
+
+
+def test_a_failed_switch_changes_nothing():
+    def broken():
+        raise RuntimeError("no such weights")
+
+    async def scenario():
+        device = Device()
+        queue = Queue(device)
+        queue.batcher.start()
+        with pytest.raises(RuntimeError, match="no such weights"):
+            await queue.batcher.switch(broken)
+        job = await queue.submit(32, 32, 7)
+        outcome = await job.future
+        await queue.batcher.stop()
+        return outcome
+
+    outcome = asyncio.run(scenario())
+    assert outcome.weights == "device" and np.array_equal(outcome.image, image_of(7, 32, 32))
 
 
 def test_the_local_model_withdraws_a_job_whose_request_ended_unanswered(weights_file):

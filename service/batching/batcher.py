@@ -13,6 +13,10 @@ Inference and blending run in a single worker thread, so the event loop keeps ac
 and decoding uploads meanwhile. An exception in a batch answers that batch's jobs with an
 error; the next batch runs as usual.
 
+Swapping weights: switch() installs another run_batch between batches, at the first moment no job is
+part-way through its windows (new jobs wait meanwhile), so that every image is made by one set of
+weights and each job knows which (`Outcome.weights`).
+
 Admission: each job's compute time is estimated from its pixels and the seconds per pixel
 measured in warm-up (then followed as batches run). An upload that cannot finish before its
 deadline given the work ahead of it is refused at once; one that could never finish within
@@ -79,6 +83,7 @@ class Job:
     handed_out: int = 0  # windows given to batches so far
     finished: int = 0  # windows blended in
     started_at: float | None = None
+    weights: str = ""  # the weights its first window ran on (Batcher.weights then)
     inference_s: float = 0.0
     largest_batch: int = 0
 
@@ -95,16 +100,31 @@ class Job:
         return work_pixels(self.waiting_windows)
 
 
+# What a weights swap installs (Batcher.switch): the new run_batch and the name of its weights.
+RunBatch = Callable[[np.ndarray], BatchResult]
+Change = Callable[[], tuple[RunBatch, str]]
+
+
+@dataclass(eq=False)
+class PendingSwitch:
+    change: Change
+    done: asyncio.Future
+
+
 class Batcher:
+    """The queue and its consumer. run_batch(uint8 (N, H, W, 3)) -> BatchResult runs on the inference thread;
+    `weights` names what it runs (a weights tag, service.batching.weights_identity) and goes into each Outcome."""
+
     def __init__(
         self,
-        run_batch: Callable[[np.ndarray], BatchResult],
+        run_batch: RunBatch,
+        weights: str,
         tiling: Tiling,
         max_wait_s: float,
         max_queue: int,
         metrics: ModelMetrics,
     ):
-        self.run_batch = run_batch
+        self.run_batch, self.weights = run_batch, weights
         self.tiling, self.max_wait_s, self.max_queue = tiling, max_wait_s, max_queue
         self.metrics = metrics
         self.seconds_per_pixel: float | None = None  # set from the warm-up, then follows real batches
@@ -115,6 +135,7 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._closing = False
         self._consumer: asyncio.Task | None = None
+        self._switch: PendingSwitch | None = None
         metrics.backlog.set_function(self.backlog_seconds)
         metrics.seconds_per_megapixel.set_function(lambda: (self.seconds_per_pixel or 0.0) * 1e6)
 
@@ -193,12 +214,41 @@ class Batcher:
             self.metrics.dropped.labels(reason=reason).inc()
             log.info("dropped %d windows of an image (%s)", dropped, reason)
 
+    async def switch(self, change: Change) -> None:
+        """Between two batches, once no job is part-way through its windows, run change() on the inference thread
+        and serve with the (run_batch, weights) it returns; jobs not yet started wait for it, part-run ones finish
+        first. An exception from change() is raised here and nothing changes. Raises NotAccepting when the queue
+        is stopping; one switch at a time (a second raises RuntimeError)."""
+        if self._closing:
+            raise NotAccepting
+        if self._switch is not None:
+            raise RuntimeError("a switch is already pending")
+        self._switch = PendingSwitch(change, asyncio.get_running_loop().create_future())
+        self._arrived.set()
+        try:
+            await self._switch.done
+        finally:
+            self._switch = None
+
+    async def _apply_switch(self) -> None:
+        pending = self._switch
+        if pending is None or pending.done.done():
+            return
+        try:
+            self.run_batch, self.weights = await self.run_in_worker(pending.change)
+        except Exception as error:
+            pending.done.set_exception(error)
+        else:
+            pending.done.set_result(None)
+
     async def stop(self) -> None:
         """Refuse new work, finish what is queued, then stop the worker thread."""
         self._closing = True
         self._arrived.set()
         if self._consumer is not None:
             await self._consumer
+        if self._switch is not None and not self._switch.done.done():
+            self._switch.done.set_exception(NotAccepting())
         self.executor.shutdown(wait=True)
 
     async def _consume(self) -> None:
@@ -220,6 +270,12 @@ class Batcher:
     async def _next_batch(self) -> list[tuple[Job, Window]] | None:
         while True:
             waiting = self._waiting_jobs()
+            if self._switch is not None and not self._switch.done.done():
+                # Only jobs already part-run go on: a switch must not land between one image's tiles.
+                waiting = [job for job in waiting if job.handed_out]
+                if not waiting:
+                    await self._apply_switch()
+                    continue
             if not waiting:
                 if self._closing:
                     return None
@@ -238,6 +294,8 @@ class Batcher:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
         batch = []
         for job in same_shape:
+            if not job.handed_out:
+                job.weights = self.weights
             take = job.waiting_windows[: limit - len(batch)]
             batch.extend((job, window) for window in take)
             job.handed_out += len(take)
@@ -296,6 +354,11 @@ class Batcher:
                 self.metrics.queue_depth.set(len(self._jobs))
             if not job.future.done():
                 outcome = Outcome(
-                    image, job.started_at - job.enqueued_at, job.inference_s, job.largest_batch, len(job.image.windows)
+                    image,
+                    job.started_at - job.enqueued_at,
+                    job.inference_s,
+                    job.largest_batch,
+                    len(job.image.windows),
+                    job.weights,
                 )
                 job.future.set_result(outcome)
