@@ -114,6 +114,25 @@ class ModelMetrics:
             ["device", "dtype", "weights_sha256"],
             registry=registry,
         )
+        self.weights_info = Gauge(
+            "relight_weights_info",
+            "The live weights (value 1): file name and SHA-256 prefix, as in each answer's Relight-Weights header.",
+            ["file", "sha256"],
+            registry=registry,
+        )
+        self.weights_since = Gauge(
+            "relight_weights_live_since_seconds",
+            "When the live weights started serving (Unix time): the start, or the last weights swap.",
+            registry=registry,
+        )
+        self.swaps = Counter(
+            "relight_weights_swaps_total",
+            "Weights swaps (SIGHUP or POST /admin/reload) by outcome: done, or refused (the old weights kept serving).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("done", "refused"):
+            self.swaps.labels(outcome=outcome)
         for reason in ("client_gone", "deadline", "failed"):
             self.dropped.labels(reason=reason)
         for outcome in ("run", "dropped"):

@@ -2,6 +2,7 @@
 
 On SIGTERM or Ctrl-C the service stops taking new /relight requests (503, /readyz 503),
 answers every request it already accepted, then exits 0. A second signal exits at once.
+On SIGHUP it swaps to the weight file at RELIGHT_WEIGHTS while serving (service.batching.weights_swap).
 With RELIGHT_WORKERS > 1 it runs a model process and that many HTTP workers (service.workers.supervisor).
 """
 
@@ -15,6 +16,7 @@ import uvicorn
 from service.batching.engine import Engine
 from service.http.app import create_app
 from service.http.draining import DrainingServer
+from service.http.hangup import reload_on_hangup
 from service.http.header_deadline import header_deadline_protocol
 from service.settings import Settings
 from service.workers import supervisor
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     if settings.workers > 1:
         sys.exit(supervisor.serve(settings, engine_factory, host, port))
     app = create_app(settings, engine_factory)
+    reload_on_hangup(app.state.service.model)
     http = header_deadline_protocol(settings.header_timeout_s)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
     DrainingServer(config, app.state.service).run()

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
         "in a process of their own, fed through shared memory (/dev/shm)",
     )
     drain_timeout_s: float = Field(60.0, ge=0, description="on SIGTERM, how long to finish accepted requests")
+    admin_reload: bool = Field(
+        False,
+        description="serve POST /admin/reload (swap to a weight file in RELIGHT_WEIGHTS's folder; needs X-API-Key "
+        "where RELIGHT_API_KEY is set); SIGHUP swaps whatever this is",
+    )
+    swap_unload_first: bool = Field(
+        False,
+        description="a weights swap frees the live copy first and pauses serving while the new one loads and warms "
+        "(for a GPU that cannot hold two copies); default: the new copy loads beside the live one, no pause",
+    )
     api_key: str | None = Field(None, description="if set, /relight (and /metrics if protected) need X-API-Key")
     protect_metrics: bool = Field(False, description="require the API key on /metrics too")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty: CORS off")

@@ -18,9 +18,11 @@ import torch
 
 from model.allocator import reuse_freed_memory
 from model.inference import relight
+from model.pixels import to_network
 from model.precision import compile_wanted, cpu_kind, fast_autocast_dtype, fast_channels_last
-from model.weights import load_weights
+from model.weights import WeightsError, load_weights
 from service.batching.batcher import BatchResult
+from service.batching.handle import weights_tag
 from service.settings import Settings
 
 log = logging.getLogger("relight.engine")
@@ -28,6 +30,7 @@ log = logging.getLogger("relight.engine")
 TIMING_SHAPE = (256, 256)
 TIMING_AREA = TIMING_SHAPE[0] * TIMING_SHAPE[1]
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+CHECK_SIDE = 64  # pixels: the known input check_outputs() runs (every 8-bit level on each channel's ramp)
 
 
 def pick_device(name: str) -> torch.device:
@@ -61,7 +64,8 @@ class Engine:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.weights_sha256 = self.metadata["sha256"]
+        self.weights_path, self.weights_sha256 = settings.weights, self.metadata["sha256"]
+        self.weights_tag = weights_tag(settings.weights.name, self.weights_sha256)
         self.compiled, self.compiled_shapes = None, set()
         if compile_wanted(settings.compile, self.device):
             torch._inductor.config.freezing = True
@@ -121,6 +125,38 @@ class Engine:
         start = time.perf_counter()
         self.run(np.zeros((batch, height, width, 3), np.uint8))
         log.info("warmed %dx%d batch %d in %.2f s", width, height, batch, time.perf_counter() - start)
+
+    def check_outputs(self) -> None:
+        """Run a known input and raise WeightsError unless the network's raw output is finite everywhere and within
+        the file's value range widened by its span on each side (trained weights stay near the range; a file of
+        NaNs, infinities or exploded values does not). The input: a CHECK_SIDE x CHECK_SIDE image whose red
+        rises left to right, green top to bottom and blue along the diagonal, over all 256 levels."""
+        ramp = torch.arange(CHECK_SIDE) * 255 // (CHECK_SIDE - 1)
+        red, green = ramp.expand(CHECK_SIDE, -1), ramp[:, None].expand(-1, CHECK_SIDE)
+        pixels = torch.stack([red, green, (red + green) // 2], dim=-1)[None].to(torch.uint8)
+        low, high = self.value_range
+        autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+        with torch.inference_mode(), autocast:
+            output = self.model(to_network(pixels.to(self.device), self.value_range)).float()
+        if not torch.isfinite(output).all():
+            raise WeightsError(self.weights_path, "its output on a known input is not finite (NaN or infinity)")
+        span = high - low
+        if output.min() < low - span or output.max() > high + span:
+            raise WeightsError(
+                self.weights_path,
+                f"its output on a known input spans {output.min():.3g}..{output.max():.3g}, far outside "
+                f"its value range {low:g}..{high:g}",
+            )
+
+    def offload(self) -> None:
+        """Move the eager model to the CPU and free its device memory (a swap that unloads first)."""
+        self.model.to("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def restore(self) -> None:
+        """Move the model back to its device after offload() (the swap failed)."""
+        self.model.to(self.device)
 
     def run(self, pixels: np.ndarray) -> BatchResult:
         """Relight uint8 (N, H, W, 3); on CUDA out-of-memory, the batch is split in halves and retried."""

@@ -12,6 +12,8 @@ process, RELIGHT_WORKERS > 1). An upload's life through it, as `service.http.rou
     withdraw(job, reason)                                    # the client left or the deadline passed first
     finished(job)                                            # always, once the answer is encoded or given up
 
+and, for the operator, `await reload(name)` swaps the weights while serving (service.batching.weights_swap).
+
 Deadlines are `time.monotonic()` values (one clock for every process on a machine).
 """
 
@@ -21,6 +23,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+SHA256_PREFIX = 12  # hex digits of a weights tag: 48 bits, no collision among any operator's files
+
+
+def weights_tag(file_name: str, sha256: str) -> str:
+    """How answers, /info and logs name weights: "stacked_dmshn.safetensors sha256:0123456789ab" (file name and the
+    first SHA256_PREFIX hex digits of the SHA-256 of its bytes)."""
+    return f"{file_name} sha256:{sha256[:SHA256_PREFIX]}"
 
 
 class QueueFull(Exception):
@@ -37,6 +47,11 @@ class InferenceFailed(Exception):
 
 class DeadlinePassed(Exception):
     """The request's deadline passed before its windows ran: 504."""
+
+
+class SwapRefused(Exception):
+    """A weights swap did not happen (the file is missing, unreadable, another architecture, gives non-finite
+    outputs, or cannot be loaded beside the live one); the live weights keep serving. The message says why."""
 
 
 class TooBig(Exception):
@@ -62,6 +77,7 @@ class Outcome:
     inference_s: float  # summed over the batches its windows ran in
     batch_size: int  # the largest batch its windows ran in
     tiles: int  # windows it was cut into (1: not tiled)
+    weights: str  # the weights that made it: "FILE sha256:PREFIX" (service.batching.weights_identity)
 
 
 class SubmittedJob(Protocol):
@@ -85,7 +101,12 @@ class ModelHandle(Protocol):
         """In the app's lifespan: answer every accepted image, then stop."""
 
     def description(self) -> dict:
-        """What is served: architecture, weights, weights_sha256, value_range, device, dtype, compiled_shapes."""
+        """What is served: architecture, weights, weights_sha256, weights_tag, weights_since (ISO 8601 UTC),
+        value_range, device, dtype, compiled_shapes."""
+
+    async def reload(self, name: str | None = None) -> dict:
+        """Swap to the weight file `name` in RELIGHT_WEIGHTS's folder (None: RELIGHT_WEIGHTS itself) while serving;
+        returns the description() after it. Raises SwapRefused (the live weights unchanged) or NotAccepting."""
 
     async def exposition(self) -> bytes:
         """Prometheus text of the model's metrics where they are not in the app's registry (else empty)."""

@@ -8,14 +8,20 @@ Both are a service.batching.handle.ModelHandle.
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
 from model.tiling import Tiling
+from service.batching import weights_swap
 from service.batching.batcher import Batcher, Job, Reservation
 from service.batching.engine import Engine, compiled_graphs
+from service.batching.handle import SwapRefused
+from service.batching.weights_swap import EngineFactory
 from service.metrics import ModelMetrics
 from service.settings import Settings
 
@@ -23,7 +29,11 @@ log = logging.getLogger("relight")
 
 
 class LocalModel:
-    """A ModelHandle (service.batching.handle) for the engine in this process: its queue calls go to its Batcher."""
+    """A ModelHandle (service.batching.handle) for the engine in this process: its queue calls go to its Batcher.
+
+    engine_factory builds the engine of a weights swap (reload) with the live settings and the new file's path.
+    on_status is called when readiness or the live weights change (the model process tells its workers then).
+    """
 
     def __init__(
         self,
@@ -31,18 +41,31 @@ class LocalModel:
         engine: Engine,
         registry: CollectorRegistry,
         on_status: Callable[[], None] = lambda: None,
+        engine_factory: EngineFactory = Engine,
     ):
-        self.settings, self.engine, self.on_status = settings, engine, on_status
+        self.settings, self.engine, self.on_status, self.engine_factory = settings, engine, on_status, engine_factory
         self.metrics = ModelMetrics(registry, settings.max_batch_size)
         self.metrics.compiled_graphs.set_function(compiled_graphs)
-        self.metrics.model_info.labels(
-            device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]
-        ).set(1)
         tiling = Tiling(settings.tile_size, settings.tile_overlap, settings.max_batch_size, settings.max_batch_pixels)
-        self.batcher = Batcher(engine.run, tiling, settings.max_wait_ms / 1000, settings.max_queue, self.metrics)
+        self.batcher = Batcher(
+            engine.run, engine.weights_tag, tiling, settings.max_wait_ms / 1000, settings.max_queue, self.metrics
+        )
         self.ready = False  # every warm-up shape run
         self.warmup_error: str | None = None
         self._warmup: asyncio.Task | None = None
+        self._swapping = asyncio.Lock()
+        self._went_live(engine)
+
+    def _went_live(self, engine: Engine) -> None:
+        self.engine, self.weights_since = engine, time.time()
+        metrics = self.metrics
+        metrics.model_info.clear()  # one series, the live weights': a label set per swap would grow without bound
+        metrics.model_info.labels(
+            device=str(engine.device), dtype=engine.dtype_name, weights_sha256=engine.weights_sha256[:12]
+        ).set(1)
+        metrics.weights_info.clear()
+        metrics.weights_info.labels(file=engine.weights_path.name, sha256=engine.weights_sha256[:12]).set(1)
+        metrics.weights_since.set(self.weights_since)
 
     async def start(self) -> None:
         """On the event loop: start the queue's consumer, then warm up behind it (/healthz answers meanwhile)."""
@@ -82,13 +105,54 @@ class LocalModel:
         engine = self.engine
         return {
             "architecture": engine.metadata["architecture"],
-            "weights": self.settings.weights.name,
+            "weights": engine.weights_path.name,
             "weights_sha256": engine.weights_sha256,
+            "weights_tag": engine.weights_tag,
+            "weights_since": datetime.fromtimestamp(self.weights_since, UTC).isoformat(timespec="seconds"),
             "value_range": list(engine.value_range),
             "device": str(engine.device),
             "dtype": engine.dtype_name,
             "compiled_shapes": [list(shape) for shape in sorted(engine.compiled_shapes)],
         }
+
+    async def reload(self, name: str | None = None) -> dict:
+        """Swap to another weight file while serving (service.batching.weights_swap); one swap at a time (a second
+        meanwhile is refused). The same bytes as the live file: nothing is reloaded. Logs and counts the outcome."""
+        if self._swapping.locked():
+            raise SwapRefused("another weights swap is in progress")
+        async with self._swapping:
+            try:
+                engine = await self._swap(weights_swap.weights_path(self.settings, name))
+            except SwapRefused as refusal:
+                self.metrics.swaps.labels(outcome="refused").inc()
+                log.warning("weights swap refused: %s; still serving %s", refusal, self.engine.weights_tag)
+                raise
+            if engine is not None:
+                old = self.engine.weights_tag
+                self._went_live(engine)
+                self.metrics.swaps.labels(outcome="done").inc()
+                log.info("weights swapped: %s -> %s", old, engine.weights_tag)
+                self.on_status()
+        return self.description()
+
+    async def _swap(self, path: Path) -> Engine | None:
+        """The new engine once it serves; None when `path` holds the live bytes already."""
+        settings, factory, live = self.settings, self.engine_factory, self.engine
+        limit = self.batcher.tiling.batch_limit
+        if await asyncio.to_thread(weights_swap.serving_already, path, live):
+            return None
+        if settings.swap_unload_first:
+            new: list[Engine] = []
+
+            def change():
+                new.append(weights_swap.replace_in_place(settings, factory, path, live, limit))
+                return new[0].run, new[0].weights_tag
+
+            await self.batcher.switch(change)
+            return new[0]
+        engine = await weights_swap.load_beside(settings, factory, path, live, limit)
+        await self.batcher.switch(lambda: (engine.run, engine.weights_tag))
+        return engine
 
     async def exposition(self) -> bytes:
         """Metrics not in the app's registry: none, as this model's are registered there."""

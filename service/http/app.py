@@ -20,9 +20,10 @@ from model.weights import WeightsError
 from service.batching.engine import Engine
 from service.batching.handle import ModelHandle
 from service.batching.local_model import LocalModel
+from service.http import admin
 from service.http.middleware import BodyLimits, RequestContext
 from service.http.openapi import openapi_with_error_schema
-from service.http.routes import router
+from service.http.routes import EXPOSED_HEADERS, router
 from service.http.state import ServiceState
 from service.metrics import RequestMetrics, process_registry
 from service.settings import Settings
@@ -70,7 +71,7 @@ def create_app(
             engine = engine_factory(settings)
         except (WeightsError, RuntimeError) as error:
             raise StartupError(str(error)) from None
-        model = LocalModel(settings, engine, registry)
+        model = LocalModel(settings, engine, registry, engine_factory=engine_factory)
         metrics = RequestMetrics(registry)
     else:
         registry = CollectorRegistry()
@@ -85,6 +86,10 @@ def create_app(
     )
     app.state.service = ServiceState(settings=settings, model=model, metrics=metrics, registry=registry)
     app.include_router(router)
+    if settings.admin_reload:
+        app.include_router(admin.router)
+        if not settings.api_key:
+            log.warning("POST /admin/reload is open to anyone who reaches the port: set RELIGHT_API_KEY")
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected_error)
@@ -92,7 +97,8 @@ def create_app(
     app.openapi = lambda: openapi_with_error_schema(app)
     origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
     if origins:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"],
+                           expose_headers=EXPOSED_HEADERS)  # fmt: skip
     app.add_middleware(BodyLimits, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s)
     app.add_middleware(RequestContext, metrics=metrics)
     return app

@@ -29,6 +29,10 @@ from service.http.state import ServiceState, State
 from service.http.uploads import read_upload
 
 router = APIRouter()
+# The weights that made an answer: "FILE sha256:PREFIX" (service.batching.handle.weights_tag). No X- prefix (RFC 6648).
+WEIGHTS_HEADER = "Relight-Weights"
+# What a page or client on another origin may read of an answer (CORS hides other headers from scripts).
+EXPOSED_HEADERS = [WEIGHTS_HEADER, "Server-Timing", "X-Batch-Size", "X-Tiles", "X-Request-ID"]
 
 
 def unavailable(detail: str, retry_after: int = 1) -> HTTPException:
@@ -180,7 +184,12 @@ async def answer(
         for name, seconds in (("decode", decode_s), ("queue", outcome.queue_s), ("inference", outcome.inference_s),
                               ("encode", encode_s))
     )  # fmt: skip
-    headers = {"Server-Timing": timing, "X-Batch-Size": str(outcome.batch_size), "X-Tiles": str(outcome.tiles)}
+    headers = {
+        "Server-Timing": timing,
+        "X-Batch-Size": str(outcome.batch_size),
+        "X-Tiles": str(outcome.tiles),
+        WEIGHTS_HEADER: outcome.weights,
+    }
     return Response(body, media_type=MEDIA_TYPES[image_format], headers=headers)
 
 
@@ -197,13 +206,18 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Weights loaded and warmed up", responses={503: error_response(503, "Not ready.")})
+@router.get(
+    "/readyz",
+    summary="Weights loaded and warmed up: which, and since when",
+    responses={503: error_response(503, "Not ready.")},
+)
 async def readyz(state: State):
     if state.draining:
         raise unavailable("draining", retry_after=5)
     if not state.ready:
         raise unavailable(state.model.warmup_error or "starting: loading and warming up the model", retry_after=5)
-    return {"status": "ready"}
+    model = state.model.description()
+    return {"status": "ready", "weights": model.get("weights_tag"), "weights_since": model.get("weights_since")}
 
 
 @router.get(
@@ -222,7 +236,10 @@ async def info(state: State) -> dict:
     return {
         "service": "relight",
         "task": "North/6500 K -> East/4500 K one-to-one relighting (MSR-Net Stacked DMSHN)",
-        "model": {key: model.get(key) for key in ("architecture", "weights", "weights_sha256", "value_range")},
+        "model": {
+            key: model.get(key)
+            for key in ("architecture", "weights", "weights_sha256", "weights_tag", "weights_since", "value_range")
+        },
         "device": model.get("device"),
         "dtype": model.get("dtype"),
         "compiled_shapes": model.get("compiled_shapes", []),

@@ -15,11 +15,14 @@ messages (service.workers.messages):
     withdraw reason                     -> reply None: no answer will be written after it
     forget   path                          the worker deleted that buffer: unmap it
     metrics  None                       -> reply: this process's /metrics text
+    reload   file name or None          -> reply, after the swap: the model description, or SwapRefused /
+                                           NotAccepting (service.batching.weights_swap)
 
 and this process pushes `status` (ready, warm-up error, model description) when a worker
-connects and when warm-up ends. Keys are the worker's: an admitted upload keeps its key
+connects, when warm-up ends and when the weights change. Keys are the worker's: an admitted upload keeps its key
 through submit. A worker that disconnects has its queued work dropped. Signals go to the
-parent (relight-serve), which tells this process to stop once every worker has drained.
+parent (relight-serve), which tells this process to stop once every worker has drained ("stop"),
+or to swap to the weight file at RELIGHT_WEIGHTS on SIGHUP ("reload").
 """
 
 import asyncio
@@ -38,7 +41,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from model.weights import WeightsError
 from service.batching.batcher import Job, Reservation
 from service.batching.engine import Engine
+from service.batching.handle import NotAccepting, SwapRefused
 from service.batching.local_model import LocalModel
+from service.http.hangup import reload_logged
 from service.metrics import process_registry
 from service.settings import Settings
 from service.workers import shared_images
@@ -56,10 +61,16 @@ def main(settings: Settings, engine_factory: Callable[[Settings], Engine], socke
     except (WeightsError, RuntimeError) as error:
         parent.send(("failed", str(error)))
         return
-    uvloop.run(serve(settings, engine, socket_path, parent))
+    uvloop.run(serve(settings, engine, socket_path, parent, engine_factory))
 
 
-async def serve(settings: Settings, engine: Engine, socket_path: Path, parent: Connection) -> None:
+async def serve(
+    settings: Settings,
+    engine: Engine,
+    socket_path: Path,
+    parent: Connection,
+    engine_factory: Callable[[Settings], Engine] = Engine,
+) -> None:
     loop = asyncio.get_running_loop()
     registry = process_registry()
     workers: set[asyncio.StreamWriter] = set()
@@ -71,7 +82,7 @@ async def serve(settings: Settings, engine: Engine, socket_path: Path, parent: C
         for writer in workers:
             send(writer, ("status", None, status()))
 
-    model = LocalModel(settings, engine, registry, on_status=broadcast_status)
+    model = LocalModel(settings, engine, registry, on_status=broadcast_status, engine_factory=engine_factory)
     await model.start()
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -85,8 +96,8 @@ async def serve(settings: Settings, engine: Engine, socket_path: Path, parent: C
 
     server = await asyncio.start_unix_server(connection, path=socket_path)
     stop = asyncio.Event()
-    # The parent's pipe: a message or its end (the parent is gone) both mean stop.
-    threading.Thread(target=lambda: (wait_for(parent), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+    reload = lambda: reload_logged(loop, model)  # noqa: E731
+    threading.Thread(target=listen_to_parent, args=(parent, loop, stop, reload), daemon=True).start()
     parent.send(("listening", None))
     await stop.wait()
     server.close()
@@ -94,11 +105,27 @@ async def serve(settings: Settings, engine: Engine, socket_path: Path, parent: C
     log.info("model process stopped")
 
 
-def wait_for(parent: Connection) -> None:
+def listen_to_parent(
+    parent: Connection, loop: asyncio.AbstractEventLoop, stop: asyncio.Event, reload: Callable[[], None]
+) -> None:
+    """On a thread: "reload" calls reload() on the loop; "stop", or the pipe's end (the parent is gone), sets stop."""
+    while True:
+        try:
+            message = parent.recv()
+        except EOFError:
+            log.warning("relight-serve is gone; stopping")
+            break
+        if message != "reload":
+            break
+        loop.call_soon_threadsafe(reload)
+    loop.call_soon_threadsafe(stop.set)
+
+
+async def reply_after_swap(model: LocalModel, writer: asyncio.StreamWriter, key: int, name: str | None) -> None:
     try:
-        parent.recv()
-    except EOFError:
-        log.warning("relight-serve is gone; stopping")
+        send(writer, ("reply", key, await model.reload(name)))
+    except (SwapRefused, NotAccepting) as refusal:
+        send(writer, ("reply", key, refusal))
 
 
 def send(writer: asyncio.StreamWriter, message: tuple) -> None:
@@ -113,6 +140,7 @@ async def serve_worker(
     reservations: dict[int, Reservation] = {}
     jobs: dict[int, Job] = {}
     mapped: dict[str, np.ndarray] = {}  # the worker's shared buffers, mapped once
+    swaps: set[asyncio.Task] = set()  # held: the event loop keeps only weak references to tasks
 
     def answer(key: int, pixels: np.ndarray, future: asyncio.Future) -> None:
         if jobs.pop(key, None) is None or future.cancelled():
@@ -122,7 +150,8 @@ async def serve_worker(
             return
         outcome = future.result()
         np.copyto(pixels, outcome.image)
-        send(writer, ("answer", key, (outcome.queue_s, outcome.inference_s, outcome.batch_size, outcome.tiles)))
+        timings = (outcome.queue_s, outcome.inference_s, outcome.batch_size, outcome.tiles, outcome.weights)
+        send(writer, ("answer", key, timings))
 
     try:
         while (message := await read_message(reader)) is not None:
@@ -159,6 +188,10 @@ async def serve_worker(
                 mapped.pop(value, None)
             elif kind == "metrics":
                 send(writer, ("reply", key, generate_latest(registry)))
+            elif kind == "reload":
+                # Not awaited here: the swap takes seconds to minutes, and this worker's uploads go on meanwhile.
+                swaps.add(task := asyncio.create_task(reply_after_swap(model, writer, key, value)))
+                task.add_done_callback(swaps.discard)
     finally:
         for job in jobs.values():
             model.withdraw(job, "client_gone")

@@ -71,6 +71,10 @@ class RemoteModel:
     def description(self) -> dict:
         return self._description
 
+    async def reload(self, name: str | None = None) -> dict:
+        """The model process swaps (every worker sees the new weights); the description after it."""
+        return await self._ask("reload", next(self._keys), name)
+
     async def exposition(self) -> bytes:
         """The model process's metrics (queue, batches, model and its process)."""
         return await self._ask("metrics", next(self._keys), None)

@@ -5,9 +5,10 @@ codecs that hold the GIL (bench/RESULTS.md); N workers each have their own. The 
 its one queue stay in one process, so batching, admission and the GPU see every upload.
 
 Start: the model process loads the weights and listens (or relight-serve exits with its
-reason, as the single process would), then the workers start. Signals come here: each one
-is passed to the workers as SIGTERM, and they drain as the single process does; once they
-have all exited, the model process is told to stop. A worker that dies is replaced. If
+reason, as the single process would), then the workers start. Signals come here: SIGHUP is
+passed to the model process, which swaps to the file at RELIGHT_WEIGHTS (every worker then sees
+the new weights); SIGTERM and Ctrl-C are passed to the workers as SIGTERM, and they drain as the
+single process does; once they have all exited, the model process is told to stop. A worker that dies is replaced. If
 the model process dies, the workers are stopped and relight-serve exits 1, so that the
 container or unit restarts the whole service.
 """
@@ -132,15 +133,21 @@ def supervise(
     signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda sig, frame: signals.append(sig))
+    hangups: list[int] = []
+    signal.signal(signal.SIGHUP, lambda sig, frame: hangups.append(sig))
     # wait() below resumes by itself after a signal handler runs; a byte on this pipe wakes it, so that a
     # signal reaches the workers at once, not at the next timeout.
     woken, wake = os.pipe()
     os.set_blocking(wake, False)
     signal.set_wakeup_fd(wake)
-    passed_on, status = 0, 0
+    passed_on, reloads, status = 0, 0, 0
     while True:
         if woken in wait([woken, model.sentinel, *(worker.sentinel for worker in workers)], timeout=0.5):
             os.read(woken, 64)
+        if len(hangups) > reloads and model.is_alive() and not signals:
+            log.info("SIGHUP: telling the model process to swap to the weight file at RELIGHT_WEIGHTS")
+            to_model.send("reload")
+        reloads = len(hangups)
         if not model.is_alive() and not status:
             log.error("the model process exited with %s; stopping the workers", model.exitcode)
             status = 1

@@ -1,0 +1,187 @@
+"""Swapping weights while serving (service.batching.weights_swap), through a real relight-serve on loopback.
+
+Real weight files (the real Stacked DMSHN, two seeds), real uploads from several clients at once; the answers'
+pixels are compared with each file's own output from an engine in this process.
+"""
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from model import DMSHN, StackedDMSHN
+from model.weights import save_weights
+from service.batching.engine import Engine
+from service.settings import Settings
+from tests.images import decode, encode, scene
+from tests.server import running_server
+
+SIDE = 48  # pixels: small uploads keep the load steady on two cores
+CLIENTS = 4
+INPUTS = [scene(SIDE, SIDE, seed) for seed in range(3)]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    """live.safetensors and other.safetensors (the real network, seeds 0 and 1) and the files a swap must refuse."""
+    folder = tmp_path_factory.mktemp("swap-weights")
+    for seed, name in ((0, "live"), (1, "other")):
+        torch.manual_seed(seed)
+        save_weights(StackedDMSHN(), folder / f"{name}.safetensors", (-0.5, 0.5))
+    data = (folder / "live.safetensors").read_bytes()
+    (folder / "corrupt.safetensors").write_bytes(data[: len(data) // 2])
+    torch.manual_seed(0)
+    save_weights(DMSHN(), folder / "single.safetensors", (-0.5, 0.5))  # a valid file of another architecture
+    exploded = StackedDMSHN()
+    with torch.no_grad():
+        for parameter in exploded.parameters():
+            parameter.fill_(float("nan"))
+    save_weights(exploded, folder / "nan.safetensors", (-0.5, 0.5))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def expected(weights_dir) -> dict[str, list[np.ndarray]]:
+    """{weights tag: each input's answer from that file alone}, computed as the service does (float32, eager)."""
+    answers = {}
+    for name in ("live", "other"):
+        settings = Settings(weights=weights_dir / f"{name}.safetensors", device="cpu", dtype="float32", compile="off")
+        engine = Engine(settings)
+        answers[engine.weights_tag] = [engine.run(pixels[None]).images[0] for pixels in INPUTS]
+    return answers
+
+
+def swap(server, name: str | None) -> httpx.Response:
+    return httpx.post(server.url + "/admin/reload", json={"weights": name} if name else None, timeout=120)
+
+
+def live_tag(server) -> str:
+    return httpx.get(server.url + "/readyz").json()["weights"]
+
+
+def relight(server, index: int) -> httpx.Response:
+    files = {"image": ("scene.png", encode(INPUTS[index]))}
+    return httpx.post(server.url + "/relight", files=files, timeout=120)
+
+
+def steady_load(server, stop: threading.Event, answers: list) -> None:
+    """One client: uploads one input after another until stop is set; every answer is kept."""
+    index = 0
+    while not stop.is_set():
+        response = relight(server, index % len(INPUTS))
+        answers.append((index % len(INPUTS), response))
+        index += 1
+
+
+@pytest.mark.parametrize("unload_first", [False, True], ids=["beside", "unload_first"])
+def test_swapping_under_load_and_back_answers_everything_with_the_weights_that_made_it(
+    weights_dir, expected, tmp_path, unload_first
+):
+    settings = {"admin_reload": "true", "dtype": "float32", "warmup": f"{SIDE}x{SIDE}", "max_batch_size": 4,
+                "swap_unload_first": str(unload_first).lower()}  # fmt: skip
+    with running_server(weights_dir / "live.safetensors", tmp_path, **settings) as server:
+        live, other = list(expected)
+        assert live_tag(server) == live
+        stop, answers = threading.Event(), []
+        clients = [threading.Thread(target=steady_load, args=(server, stop, answers)) for _ in range(CLIENTS)]
+        for client in clients:
+            client.start()
+        try:
+            time.sleep(1.0)
+            swapped = swap(server, "other.safetensors")
+            assert swapped.status_code == 200, swapped.text
+            assert swapped.json()["weights"] == other and live_tag(server) == other
+            time.sleep(1.0)
+            back = swap(server, "live.safetensors")
+            assert back.status_code == 200, back.text
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join()
+        assert live_tag(server) == live
+        assert server.metric('relight_weights_swaps_total{outcome="done"}') == 2
+        assert server.metric(f'relight_weights_info{{file="live.safetensors",sha256="{live[-12:]}"}}') == 1
+        assert server.metric("relight_weights_info") == 1  # one series: the live weights'
+    statuses = [response.status_code for _, response in answers]
+    assert statuses.count(200) == len(statuses), f"answers other than 200: {sorted(set(statuses))}"
+    made_by = [response.headers["Relight-Weights"] for _, response in answers]
+    assert set(made_by) == {live, other}  # both weights answered while the load ran
+    for index, response in answers:
+        answer, own = decode(response.content), expected[response.headers["Relight-Weights"]][index]
+        assert np.abs(answer.astype(int) - own).max() <= 1, "an answer differs from its weights' own output"
+    # The two files' answers are far apart, so the pixel check above tells them apart.
+    assert np.abs(expected[live][0].astype(int) - expected[other][0]).mean() > 5
+
+
+def test_a_bad_file_is_refused_the_old_weights_keep_serving_and_the_refusal_is_counted(weights_dir, expected, tmp_path):
+    live = next(iter(expected))
+    refusals = {
+        "corrupt.safetensors": "not a readable safetensors file",
+        "single.safetensors": "holds DMSHN, the live weights are StackedDMSHN",
+        "missing.safetensors": "no such file",
+        "nan.safetensors": "not finite",
+        "../live.safetensors": "not a file name",
+    }
+    with running_server(weights_dir / "live.safetensors", tmp_path, admin_reload="true") as server:
+        for name, reason in refusals.items():
+            response = swap(server, name)
+            assert response.status_code == 422 and reason in response.json()["detail"], response.text
+            assert live_tag(server) == live
+            answer = relight(server, 0)
+            assert answer.status_code == 200 and answer.headers["Relight-Weights"] == live
+        assert server.metric('relight_weights_swaps_total{outcome="refused"}') == len(refusals)
+        assert server.metric('relight_weights_swaps_total{outcome="done"}') == 0
+        assert "weights swap refused" in server.log()
+        unchanged = swap(server, None)  # RELIGHT_WEIGHTS again, the same bytes: nothing to do
+        assert unchanged.status_code == 200 and unchanged.json()["weights"] == live
+        assert server.metric('relight_weights_swaps_total{outcome="done"}') == 0
+
+
+def test_the_admin_endpoint_is_absent_by_default_and_needs_the_api_key(weights_dir, tmp_path):
+    with running_server(weights_dir / "live.safetensors", tmp_path) as server:
+        assert swap(server, "other.safetensors").status_code == 404
+    with running_server(weights_dir / "live.safetensors", tmp_path, admin_reload="true", api_key="k") as server:
+        assert swap(server, "other.safetensors").status_code == 401
+        response = httpx.post(server.url + "/admin/reload", headers={"X-API-Key": "k"}, timeout=120)
+        assert response.status_code == 200
+
+
+def wait_for_weights(server, tag: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while live_tag(server) != tag:
+        assert time.monotonic() < deadline, f"the live weights never became {tag}:\n{server.log()}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_swaps_to_the_file_now_at_relight_weights(weights_dir, expected, tmp_path, workers):
+    live, other = list(expected)
+    served = tmp_path / "served.safetensors"
+    shutil.copy(weights_dir / "live.safetensors", served)
+    with running_server(served, tmp_path, dtype="float32", workers=workers) as server:
+        assert live_tag(server).endswith(live.split()[1])
+        shutil.copy(weights_dir / "corrupt.safetensors", tmp_path / "incoming")
+        os.replace(tmp_path / "incoming", served)
+        os.kill(server.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while server.metric('relight_weights_swaps_total{outcome="refused"}') != 1:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        assert live_tag(server) == f"served.safetensors {live.split()[1]}"
+        shutil.copy(weights_dir / "other.safetensors", tmp_path / "incoming")
+        os.replace(tmp_path / "incoming", served)  # as a volume or ConfigMap update does: a new file, renamed in
+        os.kill(server.process.pid, signal.SIGHUP)
+        wait_for_weights(server, f"served.safetensors {other.split()[1]}")
+        response = relight(server, 1)
+        assert response.status_code == 200
+        assert response.headers["Relight-Weights"] == f"served.safetensors {other.split()[1]}"
+        assert np.abs(decode(response.content).astype(int) - expected[other][1]).max() <= 1
+        assert server.process.poll() is None
