@@ -1,4 +1,4 @@
-"""The README's configuration table against service.settings.Settings: every variable, and its default."""
+"""docs/configuration.md's table of variables against service.settings.Settings: every variable, and its default."""
 
 import re
 from pathlib import Path
@@ -8,12 +8,13 @@ import pytest
 from service.settings import Settings
 
 pytestmark = pytest.mark.fast
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGURATION = ROOT / "docs" / "configuration.md"
 
 
 def table_rows() -> dict[str, str]:
-    """{field name: the README's default cell} for each `RELIGHT_*` row of the configuration table."""
-    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    """{field name: the default cell} for each `RELIGHT_*` row of the table under "## Variables"."""
+    section = CONFIGURATION.read_text().split("\n## Variables\n", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -26,7 +27,7 @@ def table_rows() -> dict[str, str]:
     return rows
 
 
-def test_every_setting_is_in_the_readme_table_and_every_row_is_a_setting():
+def test_every_setting_is_in_the_table_and_every_row_is_a_setting():
     assert set(table_rows()) == set(Settings.model_fields)
 
 
@@ -40,6 +41,6 @@ def test_the_table_gives_each_settings_default(name):
     elif isinstance(default, int | float):
         assert float(cell) == default
     elif isinstance(default, Path):
-        assert cell.strip("`") == str(default.relative_to(README.parent))
+        assert cell.strip("`") == str(default.relative_to(ROOT))
     else:
         assert cell.strip("`") == default

@@ -7,7 +7,7 @@ image is built on it and left in the engine's store as relight:test.
 
 The default, CUDA flavour (relight:test-cuda) is built only with RELIGHT_TEST_CUDA_IMAGE=1: it pulls
 about 3 GB of CUDA wheels from PyPI and is 5.3 GB, minutes that CI's budget does not have. Without a
-GPU it serves on the CPU, which is what the test checks, with the CUDA version the README states.
+GPU it serves on the CPU, which is what the test checks, with the CUDA version docs/deploying.md states.
 """
 
 import glob
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = "relight-base:bookworm"
 IMAGE = "relight:test"
 CUDA_IMAGE = "relight:test-cuda"
-# The CUDA of PyPI's torch 2.13.0, as the README states it for `docker build -t relight .`.
+# The CUDA of PyPI's torch 2.13.0, as docs/deploying.md states it for `docker build -t relight .`.
 DEFAULT_IMAGE_CUDA = "13.0"
 # Request deadline, drain and client timeouts: a bound on a hang, not a measure of speed.
 PATIENCE_S = 600
