@@ -93,10 +93,12 @@ def test_evaluate_reports_blacks_and_structure_for_each_method(night_set):
     rows = {name: evaluate(method, dataset) for name, method in (("identity", identity), ("lift", lift))}
     assert rows["identity"]["blacks_kept"] == 0.0
     assert rows["lift"]["blacks_kept"] == 10.0
+    assert rows["identity"]["unlit"] == 0.0 and rows["lift"]["unlit"] == 10.0  # black in input and target alike
     # The target is the input times a per-channel gain: after the fit, the identity's structure is exact.
     assert rows["identity"]["structural_ssim"] == pytest.approx(1.0, abs=2e-3)
     assert rows["identity"]["ssim"] < rows["identity"]["structural_ssim"]
-    assert dark_pixels(dataset) == {"fraction": 0.5, "target_level": 0.0}
+    dark = {"fraction": 0.5, "target_level": 0.0, "unlit_fraction": 0.5, "unlit_target_level": 0.0}
+    assert dark_pixels(dataset) == dark
     assert black_frame_levels(identity) == {"flat": 0.0, "beside_patch": 0.0}
     assert black_frame_levels(lift) == {"flat": 10.0, "beside_patch": 10.0}
 
@@ -118,11 +120,12 @@ def test_the_colour_init_without_offset_keeps_black_black(night_set):
 def test_evaluate_reports_the_new_figures(night_set, weights_file, capsys):
     evaluate_main(["--weights", str(weights_file), "--data", str(night_set), "--precision", "fp32", "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert report["dark_pixels"] == {"fraction": 0.5, "target_level": 0.0}
+    assert report["dark_pixels"] == {"fraction": 0.5, "target_level": 0.0, "unlit_fraction": 0.5,
+                                     "unlit_target_level": 0.0}  # fmt: skip
     network = report["rows"]["StackedDMSHN"]
     assert 0 <= network["blacks_kept"] <= 255 and 0 <= network["black_frame"]["flat"] <= 255
     table = format_table(report["rows"], None, report["dark_pixels"])
-    for words in ("sPSNR", "sSSIM", "black", "frame", "50.0% of pixels, the target's level there 0.0"):
+    for words in ("sPSNR", "sSSIM", "black", "unlit", "frame", "50.0% of pixels, the target's level there 0.0"):
         assert words in table
     identity_row = next(line for line in table.splitlines() if line.startswith("identity"))
-    assert identity_row.split()[6:8] == ["0.0", "0.0"]
+    assert identity_row.split()[6:9] == ["0.0", "0.0", "0.0"]

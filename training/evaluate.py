@@ -9,6 +9,8 @@ Per method, on the 8-bit outputs:
   only where light and shadow fall;
 - black: the mean output level (0..255) over the pixels where the input's luma is below 4/255, pooled
   over the split (the identity keeps them below 4; n/a where no input pixel is that dark);
+- unlit: the mean output level where both the input's and the target's luma are below 4/255 (light reaches
+  them in neither lighting), pooled; the target's own level there is printed below the table;
 - frame: the mean output level for a flat black 256x256 frame (what the method adds to black);
 - seconds per image for the forward pass, synchronised on CUDA.
 """
@@ -30,7 +32,14 @@ from model.weights import WeightsError, load_weights
 from training.baselines import ColourTransfer, identity
 from training.data import DataError, RelightPairs
 from training.lpips import LPIPSUnavailable, load_lpips
-from training.metrics import black_level_sum, blacks_kept, psnr, ssim_uint8, structural_scores
+from training.metrics import (
+    black_level_sum,
+    blacks_kept,
+    psnr,
+    ssim_uint8,
+    structural_scores,
+    unlit_level_sum,
+)
 
 BLACK_FRAME_SIZE = 256  # a multiple of 16: the network sees it unpadded
 
@@ -42,17 +51,21 @@ def score(
     seconds: float,
     lpips=None,
 ) -> dict:
-    """Mean scores over uint8 (H, W, 3) images; "blacks_kept" pools every image's black pixels (None if none)."""
+    """Mean scores over uint8 (H, W, 3) images; "blacks_kept" and "unlit" pool every image's black pixels
+    (None if none)."""
     pairs = list(zip(outputs, targets, strict=True))
     structural = [structural_scores(o, t) for o, t in pairs]
     blacks = [black_level_sum(o, s) for o, s in zip(outputs, sources, strict=True)]
     black_total, black_count = sum(total for total, _ in blacks), sum(count for _, count in blacks)
+    unlit = [unlit_level_sum(o, s, t) for o, s, t in zip(outputs, sources, targets, strict=True)]
+    unlit_total, unlit_count = sum(total for total, _ in unlit), sum(count for _, count in unlit)
     return {
         "psnr": sum(psnr(o, t) for o, t in pairs) / len(pairs),
         "ssim": sum(ssim_uint8(o, t) for o, t in pairs) / len(pairs),
         "structural_psnr": sum(p for p, _ in structural) / len(pairs),
         "structural_ssim": sum(s for _, s in structural) / len(pairs),
         "blacks_kept": black_total / (3 * black_count) if black_count else None,
+        "unlit": unlit_total / (3 * unlit_count) if unlit_count else None,
         "seconds_per_image": seconds / len(pairs),
         "lpips": None if lpips is None else sum(lpips(o, t) for o, t in pairs) / len(pairs),
     }
@@ -83,13 +96,21 @@ def black_frame_levels(method: Callable[[torch.Tensor], torch.Tensor], size: int
 
 def dark_pixels(dataset: RelightPairs, indices=None) -> dict:
     """The split's black input pixels (`training.metrics.black_mask`): their share of all pixels, and the
-    target's mean level there in 8-bit units (None where there are none): what "blacks_kept" should be."""
-    total, count, pixels = 0.0, 0, 0
+    target's mean level there in 8-bit units (None where there are none): what "blacks_kept" should be; the same
+    for the pixels black in both input and target ("unlit_fraction", "unlit_target_level"): what "unlit" should be."""
+    total, count, unlit_total, unlit_count, pixels = 0.0, 0, 0.0, 0, 0
     for index in indices if indices is not None else range(len(dataset)):
         source, target = dataset[index]
         level_sum, black = black_level_sum(target, source)
+        unlit_sum, unlit = unlit_level_sum(target, source, target)
         total, count, pixels = total + level_sum, count + black, pixels + source.shape[0] * source.shape[1]
-    return {"fraction": count / pixels, "target_level": total / (3 * count) if count else None}
+        unlit_total, unlit_count = unlit_total + unlit_sum, unlit_count + unlit
+    return {
+        "fraction": count / pixels,
+        "target_level": total / (3 * count) if count else None,
+        "unlit_fraction": unlit_count / pixels,
+        "unlit_target_level": unlit_total / (3 * unlit_count) if unlit_count else None,
+    }
 
 
 def network_method(
@@ -133,15 +154,15 @@ def optional(value: float | None, digits: int) -> str:
 
 def format_table(rows: dict[str, dict], lpips_note: str | None, dark: dict | None = None) -> str:
     lines = [
-        f"{'method':<18} {'PSNR':>7} {'SSIM':>7} {'LPIPS':>7} {'sPSNR':>7} {'sSSIM':>7} {'black':>6} {'frame':>6} "
-        f"{'s/image':>8}"
+        f"{'method':<18} {'PSNR':>7} {'SSIM':>7} {'LPIPS':>7} {'sPSNR':>7} {'sSSIM':>7} {'black':>6} {'unlit':>6} "
+        f"{'frame':>6} {'s/image':>8}"
     ]
     for name, row in rows.items():
         frame = row.get("black_frame", {}).get("flat")
         lines.append(
             f"{name:<18} {row['psnr']:7.2f} {row['ssim']:7.4f} {optional(row['lpips'], 4):>7} "
             f"{row['structural_psnr']:7.2f} {row['structural_ssim']:7.4f} {optional(row['blacks_kept'], 1):>6} "
-            f"{optional(frame, 1):>6} {row['seconds_per_image']:8.3f}"
+            f"{optional(row.get('unlit'), 1):>6} {optional(frame, 1):>6} {row['seconds_per_image']:8.3f}"
         )
     lines.append("sPSNR, sSSIM: after a per-channel gain/offset fit to the target; black: mean output level (0-255)")
     if dark is None:
@@ -150,7 +171,12 @@ def format_table(rows: dict[str, dict], lpips_note: str | None, dark: dict | Non
         where = " (no such pixel here)"
     else:
         where = f" ({dark['fraction']:.1%} of pixels, the target's level there {dark['target_level']:.1f})"
-    lines.append(f"  where the input's luma < 4{where}; frame: level for a flat black frame")
+    lines.append(f"  where the input's luma < 4{where};")
+    if dark is not None and dark.get("unlit_target_level") is not None:
+        unlit = f" ({dark['unlit_fraction']:.1%} of pixels, the target's level there {dark['unlit_target_level']:.1f})"
+    else:
+        unlit = ""
+    lines.append(f"  unlit: where input and target are both below 4{unlit}; frame: level for a flat black frame")
     if lpips_note:
         lines.append(f"LPIPS n/a: {lpips_note}")
     return "\n".join(lines)

@@ -46,6 +46,14 @@ def black_level_sum(output: torch.Tensor, source: torch.Tensor, threshold: float
     return float(output[mask].double().sum()), int(mask.sum())
 
 
+def unlit_level_sum(output: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
+    """(sum of the output's channel values, count of pixels) where both the input and the target are black
+    (`black_mask` of each): light reaches them in neither lighting, so the answer should stay as dark as the
+    target there (issue 31's "unlit in both" target: within 3 levels of the target's mean). Sums, to pool."""
+    mask = black_mask(source) & black_mask(target)
+    return float(output[mask].double().sum()), int(mask.sum())
+
+
 def blacks_kept(output: torch.Tensor, source: torch.Tensor, threshold: float = BLACK_LUMA) -> float | None:
     """Mean output level, in 8-bit units (0..255, all three channels averaged), over the pixels where the
     input's BT.709 luma is below `threshold` (4/255 by default): 0 is black kept black, the identity scores
