@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Level 3 sees H/4 and its encoder halves that twice more.
-SIZE_MULTIPLE = 16
+# Input sides must be multiples of 16 (model.shapes.SIZE_MULTIPLE): level 3 sees H/4, its encoder halves that twice.
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.dmshn import SIZE_MULTIPLE
 from model.pixels import ValueRange, from_network, to_network
+from model.shapes import SIZE_MULTIPLE
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:

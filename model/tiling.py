@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.dmshn import SIZE_MULTIPLE
+from model.shapes import SIZE_MULTIPLE
 
 
 def axis_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -148,6 +148,12 @@ def test_the_queue_does_not_stand_on_the_device():
     assert "torch" not in third_party
 
 
+def test_loading_the_queue_loads_no_torch():
+    """Nor indirectly: the tiles it plans come from model.tiling and model.shapes, which stand on numpy alone."""
+    loaded = modules_loaded_by("import service.batching.batcher")
+    assert "service.batching.batcher" in loaded and "torch" not in loaded
+
+
 @pytest.mark.fast
 @pytest.mark.parametrize(
     "handle", ["service.batching.local_model.LocalModel", "service.workers.remote_model.RemoteModel"]
