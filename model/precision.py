@@ -46,8 +46,8 @@ def compile_wanted(setting: str, device: torch.device) -> bool:
     setting is "auto", "on" or "off" (RELIGHT_COMPILE, train's --compile); anything else raises ValueError.
     auto: on a CPU with fast bf16 (cpu_has_fast_bf16) and a C++ compiler at hand for Inductor ($CXX, else g++),
     where the engine's compiled bf16 forward pass measured 2.0x the eager one (the training step at 256x256,
-    batch 2, measured 0.98x there on an AVX512-BF16 EPYC after 100 s of compiling, 2026-12-02: a long leg may
-    pass --compile off); off on an AVX2-only CPU (fp32), where the compiled training step measured 1.03x the eager
+    batch 2, measured 0.98x there on an AVX512-BF16 EPYC after 100 s of compiling, 2026-12-02, so training's v3
+    preset says off); off on an AVX2-only CPU (fp32), where the compiled training step measured 1.03x the eager
     one at 512x512, batch 2 (0.98-1.07x from 128 to 512; bench/training_step.py); off on CUDA until measured
     there, and wherever Inductor would have no compiler.
     """
