@@ -20,7 +20,7 @@ from model.weights import WeightsError
 from service.batching.engine import Engine
 from service.batching.handle import ModelHandle
 from service.batching.local_model import LocalModel
-from service.http import admin
+from service.http import admin, examples
 from service.http.middleware import BodyLimits, RequestContext
 from service.http.openapi import openapi_with_error_schema
 from service.http.routes import EXPOSED_HEADERS, router
@@ -86,6 +86,7 @@ def create_app(
     )
     app.state.service = ServiceState(settings=settings, model=model, metrics=metrics, registry=registry)
     app.include_router(router)
+    app.include_router(examples.router)
     if settings.admin_reload:
         app.include_router(admin.router)
         if not settings.api_key:
