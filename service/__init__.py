@@ -2,4 +2,5 @@
 parsing, the page), `batching/` (the queue, the engine, the model handle the routes use), `workers/` (the
 multi-process mode, RELIGHT_WORKERS > 1), `command/` (`relight`: local, --server, --ray) and `codecs/` (image
 bytes to pixels and back). `serve` is `relight-serve`'s entry point; `settings` (RELIGHT_* variables) and
-`metrics` (Prometheus) are shared by all rooms."""
+`metrics` (Prometheus) are shared by all rooms; `tracing` gives each request its OpenTelemetry spans (the
+`tracing` extra)."""

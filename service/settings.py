@@ -3,10 +3,11 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.weights import SHIPPED_WEIGHTS
+from service.tracing import missing_packages
 
 
 class Settings(BaseSettings):
@@ -69,8 +70,21 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="if set, /relight (and /metrics if protected) need X-API-Key")
     protect_metrics: bool = Field(False, description="require the API key on /metrics too")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty: CORS off")
+    tracing: bool = Field(
+        False,
+        description="OpenTelemetry spans of each request, exported by OTLP/HTTP as the standard OTEL_* variables say "
+        "(the `tracing` extra; service.tracing, docs/tracing.md)",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @field_validator("tracing")
+    @classmethod
+    def tracing_installed(cls, wanted: bool) -> bool:
+        """Refused here, before any process starts: an HTTP worker that failed on it would be restarted forever."""
+        if wanted and (missing := missing_packages()):
+            raise ValueError(f"tracing needs the `tracing` extra (pip install 'relight[tracing]'); missing {missing}")
+        return wanted
 
     @model_validator(mode="after")
     def tiles_fit(self):

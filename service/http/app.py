@@ -27,6 +27,7 @@ from service.http.routes import EXPOSED_HEADERS, router
 from service.http.state import ServiceState
 from service.metrics import RequestMetrics, process_registry
 from service.settings import Settings
+from service.tracing import Tracing, request_tracing
 
 log = logging.getLogger("relight")
 
@@ -52,6 +53,7 @@ def create_app(
     settings: Settings | None = None,
     engine_factory: Callable[[Settings], Engine] = Engine,
     model: ModelHandle | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the app; the weights are loaded here so a bad path or file stops the process with one line.
 
@@ -59,6 +61,7 @@ def create_app(
     With `model` (an HTTP worker of relight-serve with RELIGHT_WORKERS > 1), the model and its
     queue are the model process's, no weights are loaded here, and /metrics sums the request
     metrics of all workers (prometheus-client's multiprocess mode) and adds the model process's.
+    `tracing` is the seam tests use to keep spans in memory; by default RELIGHT_TRACING decides (service.tracing).
     """
     try:
         settings = settings or Settings()
@@ -77,14 +80,18 @@ def create_app(
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         metrics = RequestMetrics(None)
+    tracing = tracing or request_tracing(settings.tracing)
 
     app = FastAPI(
         title="relight",
         summary="One-to-one image relighting (MSR-Net Stacked DMSHN): North/6500 K in, East/4500 K out.",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=tracing.telemetry,
     )
-    app.state.service = ServiceState(settings=settings, model=model, metrics=metrics, registry=registry)
+    app.state.service = ServiceState(
+        settings=settings, model=model, metrics=metrics, registry=registry, tracing=tracing
+    )
     app.include_router(router)
     app.include_router(examples.router)
     if settings.admin_reload:

@@ -114,22 +114,27 @@ async def admit(state: ServiceState, height: int, width: int, deadline: float) -
 
 
 async def relight_one(request: Request, state: ServiceState, format: str | None, deadline: float) -> Response:
-    data = await read_upload(request)
+    with state.tracing.stage("upload"):
+        data = await read_upload(request)
     started = time.perf_counter()
-    try:
-        opened = await run_in_threadpool(open_upload, data, state.settings.max_pixels, state.settings.max_upload_bytes)
-        accept = request.headers.get("accept")
-        image_format = choose_format(format, accept, opened.source_format, opened.width, opened.height)
-    except ImageError as error:
-        raise HTTPException(error.status, error.detail) from None
-    reservation = await admit(state, opened.height, opened.width, deadline)
-    try:
-        decoded = await run_in_threadpool(decode_opened, opened)
-    except BaseException as error:  # a bad image, or the request cancelled while decoding
-        state.model.release(reservation)
-        if isinstance(error, ImageError):
+    with state.tracing.stage("decode"):
+        try:
+            opened = await run_in_threadpool(
+                open_upload, data, state.settings.max_pixels, state.settings.max_upload_bytes
+            )
+            accept = request.headers.get("accept")
+            image_format = choose_format(format, accept, opened.source_format, opened.width, opened.height)
+        except ImageError as error:
             raise HTTPException(error.status, error.detail) from None
-        raise
+        with state.tracing.stage("admission"):
+            reservation = await admit(state, opened.height, opened.width, deadline)
+        try:
+            decoded = await run_in_threadpool(decode_opened, opened)
+        except BaseException as error:  # a bad image, or the request cancelled while decoding
+            state.model.release(reservation)
+            if isinstance(error, ImageError):
+                raise HTTPException(error.status, error.detail) from None
+            raise
     decode_s = time.perf_counter() - started
     state.metrics.stage_duration.labels(stage="decode").observe(decode_s)
     try:
@@ -152,6 +157,7 @@ async def answer(
     decode_s: float,
 ) -> Response:
     """Wait for the job (or the client leaving, or the deadline), then encode its answer."""
+    handed_over = state.tracing.clock()
     client_gone = asyncio.ensure_future(wait_for_disconnect(request))
     try:
         done, _ = await asyncio.wait(
@@ -175,8 +181,10 @@ async def answer(
         raise HTTPException(500, f"the model failed on this batch ({error}); the service keeps running") from None
     state.metrics.stage_duration.labels(stage="queue").observe(outcome.queue_s)
     state.metrics.stage_duration.labels(stage="inference").observe(outcome.inference_s)
+    state.tracing.model_stages(handed_over, outcome, state.model)
     started = time.perf_counter()
-    body = await run_in_threadpool(encode, outcome.image, decoded.alpha, image_format, decoded.metadata)
+    with state.tracing.stage("encode"):
+        body = await run_in_threadpool(encode, outcome.image, decoded.alpha, image_format, decoded.metadata)
     encode_s = time.perf_counter() - started
     state.metrics.stage_duration.labels(stage="encode").observe(encode_s)
     timing = ", ".join(

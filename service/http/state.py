@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from service.batching.handle import ModelHandle
 from service.metrics import RequestMetrics
 from service.settings import Settings
+from service.tracing import Tracing
 
 
 @dataclass
@@ -17,6 +18,7 @@ class ServiceState:
     model: ModelHandle  # in this process, or in the model process (RELIGHT_WORKERS > 1)
     metrics: RequestMetrics
     registry: CollectorRegistry  # what /metrics shows from the HTTP side (all workers' requests)
+    tracing: Tracing  # the spans of each request (service.tracing)
     draining: bool = False  # SIGTERM received: finish what was accepted, refuse the rest
     in_flight: int = 0  # /relight requests accepted and not yet answered
 
