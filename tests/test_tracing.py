@@ -6,7 +6,6 @@ process, as operators run it, to a receiver in this process that decodes what a 
 OTEL_* variables, the worker processes, and tracing off sending nothing).
 """
 
-import gzip
 import itertools
 import sys
 import threading
@@ -14,7 +13,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -22,8 +20,9 @@ import uvicorn
 
 from service.http.app import create_app
 from service.settings import Settings
-from service.tracing import OpenTelemetryTracing
+from service.tracing import OpenTelemetryTracing, exporting_provider
 from tests.images import encode, scene
+from tests.otlp_receiver import Collector
 from tests.server import free_port, running_server
 
 STAGES = ["upload", "decode", "queue", "inference", "encode"]
@@ -171,50 +170,6 @@ def test_tracing_off_answers_the_same_bytes_and_headers(weights_file, exporter):
     assert server_spans(exporter, 1)  # only the traced app made spans
 
 
-class Collector:
-    """An OTLP/HTTP receiver on loopback: decodes what POST /v1/traces brings, as a collector's otlp receiver."""
-
-    def __init__(self):
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-            ExportTraceServiceResponse,
-        )
-
-        self.spans: list = []  # (service.name, opentelemetry.proto.trace.v1.trace_pb2.Span)
-        self.posts = 0
-        collector = self
-
-        class Receiver(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                export = ExportTraceServiceRequest.FromString(body)
-                for resource_spans in export.resource_spans:
-                    attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                    for scope_spans in resource_spans.scope_spans:
-                        collector.spans += [(attributes.get("service.name"), span) for span in scope_spans.spans]
-                collector.posts += 1
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def collector():
     needs_the_extra()
@@ -270,3 +225,22 @@ def test_without_the_extra_the_service_serves(weights_file, tmp_path):
     """Tracing off never imports the SDK: with it hidden (tests.without_tracing), uploads are answered."""
     with running_server(weights_file, tmp_path, command=[sys.executable, "-m", "tests.without_tracing"]) as server:
         post(server.url, scene(32, 32))
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("variables", "name"),
+    [({}, "relight"), ({"OTEL_SERVICE_NAME": "relight-eu"}, "relight-eu"),
+     ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=relight-us,deployment.environment=prod"}, "relight-us")],
+)  # fmt: skip
+def test_the_service_is_named_relight_unless_the_operator_names_it(monkeypatch, variables, name):
+    needs_the_extra()
+    for variable in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    provider = exporting_provider()
+    try:
+        assert provider.resource.attributes["service.name"] == name
+    finally:
+        provider.shutdown()
