@@ -37,6 +37,8 @@ from collections.abc import MutableMapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
+from opentelemetry.trace import TracerProvider
+
 from service.batching.handle import ModelHandle, Outcome
 
 # What the `tracing` extra installs, by module (pyproject.toml).
@@ -86,9 +88,12 @@ def untraced(scope: MutableMapping[str, Any]) -> bool:
 
 
 class OpenTelemetryTracing:
-    """Spans through `provider` (an opentelemetry.sdk.trace.TracerProvider): FastAPI's server span and the stages."""
+    """Spans through `provider` (the SDK's, from exporting_provider or a test's): FastAPI's server span and the stages.
 
-    def __init__(self, provider):
+    opentelemetry-api, which declares TracerProvider, comes with FastAPI itself; only the SDK is the extra's.
+    """
+
+    def __init__(self, provider: TracerProvider):
         self.provider = provider
         self.tracer = provider.get_tracer(__name__)
         self.telemetry = {
@@ -136,7 +141,7 @@ def missing_packages() -> list[str]:
     return missing
 
 
-def exporting_provider():
+def exporting_provider() -> TracerProvider:
     """A TracerProvider that exports by OTLP over HTTP in batches, configured by the OTEL_* variables.
 
     Raises ImportError without the `tracing` extra.
