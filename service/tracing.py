@@ -9,7 +9,8 @@ the SDK from the standard variables, and adds the stages of a /relight request u
     decode     opening, admission and decoding, as the `decode` stage of Server-Timing and /metrics
       admission  the backlog check (service.batching.handle.ModelHandle.admit), inside decode
     queue      from submission until the first batch holding the image starts
-    inference  the forward passes its windows ran in (relight.batch_size, relight.tiles, relight.device)
+    inference  the forward passes its windows ran in (relight.batch_size, relight.tiles, relight.device,
+               relight.dtype, relight.weights)
     encode     encoding the answer
 
 `queue` and `inference` are not measured here but by the batcher, wherever the model runs (this
@@ -123,6 +124,8 @@ class OpenTelemetryTracing:
             "relight.tiles": outcome.tiles,
             "relight.device": str(served.get("device")),
             "relight.dtype": str(served.get("dtype")),
+            # The weights that made this answer (a swap may have switched since), as the Relight-Weights header.
+            "relight.weights": outcome.weights,
         }
         inference = self.tracer.start_span("inference", start_time=queued_until, attributes=attributes)
         inference.end(queued_until + round(outcome.inference_s * 1e9))

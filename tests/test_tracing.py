@@ -140,6 +140,7 @@ def test_a_request_continues_the_callers_trace_and_its_stages_add_up(weights_fil
     assert inference.attributes["relight.batch_size"] == int(response.headers["x-batch-size"]) == 1
     assert inference.attributes["relight.tiles"] == int(response.headers["x-tiles"]) == 1
     assert inference.attributes["relight.device"] == "cpu"
+    assert inference.attributes["relight.weights"] == response.headers["relight-weights"]
 
 
 def test_images_batched_together_each_get_the_batchs_inference_span(weights_file, exporter):
