@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import numpy as np
@@ -185,3 +186,22 @@ def test_sighup_swaps_to_the_file_now_at_relight_weights(weights_dir, expected, 
         assert response.headers["Relight-Weights"] == f"served.safetensors {other.split()[1]}"
         assert np.abs(decode(response.content).astype(int) - expected[other][1]).max() <= 1
         assert server.process.poll() is None
+
+
+def test_any_file_name_is_named_in_every_answer_percent_encoded(weights_dir, expected, tmp_path):
+    """A header holds printable ASCII (latin-1 at most): a file name outside it is percent-encoded in the tag (the
+    header's, /readyz's, the endpoint's), and every answer is still made (not a 500 for each upload once such a
+    file serves)."""
+    live, other = list(expected)
+    names = {live: "relight ünï.safetensors", other: "模型 100%.safetensors"}
+    for tag, name in names.items():
+        shutil.copy(weights_dir / tag.split()[0], tmp_path / name)
+    with running_server(tmp_path / names[live], tmp_path, dtype="float32", admin_reload="true") as server:
+        assert swap(server, names[other]).status_code == 200
+        response = relight(server, 2)
+        assert response.status_code == 200, response.text
+        made_by = response.headers["Relight-Weights"]
+        assert made_by == live_tag(server) == f"%E6%A8%A1%E5%9E%8B 100%25.safetensors {other.split()[1]}"
+        assert unquote(made_by.rsplit(" ", 1)[0]) == names[other]
+        assert np.abs(decode(response.content).astype(int) - expected[other][2]).max() <= 1
+        assert swap(server, names[live]).json()["weights"] == f"relight %C3%BCn%C3%AF.safetensors {live.split()[1]}"

@@ -113,7 +113,7 @@ class PendingSwitch:
 
 class Batcher:
     """The queue and its consumer. run_batch(uint8 (N, H, W, 3)) -> BatchResult runs on the inference thread;
-    `weights` names what it runs (a weights tag, service.batching.weights_identity) and goes into each Outcome."""
+    `weights` names what it runs (service.batching.handle.weights_tag) and goes into each Outcome."""
 
     def __init__(
         self,

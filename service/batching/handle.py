@@ -21,16 +21,22 @@ import asyncio
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 import numpy as np
 
 SHA256_PREFIX = 12  # hex digits of a weights tag: 48 bits, no collision among any operator's files
+# What a file name keeps as it is in a tag: printable ASCII but "%". The tag is an HTTP header's value, which holds
+# latin-1 at most and no control characters (RFC 9110 section 5.5): any other character would fail every answer.
+TAG_SAFE = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
 
 
 def weights_tag(file_name: str, sha256: str) -> str:
     """How answers, /info and logs name weights: "stacked_dmshn.safetensors sha256:0123456789ab" (file name and the
-    first SHA256_PREFIX hex digits of the SHA-256 of its bytes)."""
-    return f"{file_name} sha256:{sha256[:SHA256_PREFIX]}"
+    first SHA256_PREFIX hex digits of the SHA-256 of its bytes). The name's characters outside printable ASCII, and
+    "%", are percent-encoded as UTF-8 (RFC 3986; urllib.parse.unquote reverses it): "模型.safetensors" is
+    "%E6%A8%A1%E5%9E%8B.safetensors"."""
+    return f"{quote(file_name, safe=TAG_SAFE)} sha256:{sha256[:SHA256_PREFIX]}"
 
 
 class QueueFull(Exception):
@@ -77,7 +83,7 @@ class Outcome:
     inference_s: float  # summed over the batches its windows ran in
     batch_size: int  # the largest batch its windows ran in
     tiles: int  # windows it was cut into (1: not tiled)
-    weights: str  # the weights that made it: "FILE sha256:PREFIX" (service.batching.weights_identity)
+    weights: str  # the weights that made it: "FILE sha256:PREFIX" (weights_tag)
 
 
 class SubmittedJob(Protocol):
