@@ -91,7 +91,7 @@ def checked_metadata(path: Path, raw: dict[str, str]) -> dict[str, Any]:
 
 
 def read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], str]:
-    """Metadata, tensors and SHA-256 from one read of the file's bytes."""
+    """Metadata, tensors and SHA-256 from one read of the file's bytes; WeightsError for a file that is not one."""
     if not path.is_file():
         raise WeightsError(path, "no such file")
     data = path.read_bytes()
@@ -101,6 +101,8 @@ def read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], str]
         tensors = safetensors.torch.load(data)
     except (SafetensorError, ValueError, UnicodeDecodeError) as error:
         raise WeightsError(path, f"not a readable safetensors file ({error})") from None
+    except KeyError as error:  # safetensors.torch's map from its dtype names to torch's lacks the newest (F8_E8M0)
+        raise WeightsError(path, f"a tensor has dtype {error.args[0]}, which torch cannot hold") from None
     if not isinstance(header, dict):
         raise WeightsError(path, "not a readable safetensors file (header is not a JSON object)")
     return header.get("__metadata__") or {}, tensors, sha256(data).hexdigest()

@@ -12,6 +12,7 @@ from model.convert import load_authors_checkpoint
 from model.convert import main as convert_main
 from model.weights import WeightsError, load_weights, read_metadata, save_weights
 from tests.authors_dmshn import build as build_authors
+from tests.weight_files import write_dtype_torch_lacks
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,7 @@ def write_bad_header(path):
         (lambda p, m: write_wrong_shape(p), "has shape (16, 3, 3, 3), expected (32, 3, 3, 3)"),
         (lambda p, m: write_other_architecture(p), "do not match StackedDMSHN"),
         (lambda p, m: write_missing_tensor(p), "1 missing"),
+        (write_dtype_torch_lacks, "dtype F8_E8M0, which torch cannot hold"),
     ],
 )
 def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, stacked, writer, message):

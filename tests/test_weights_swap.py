@@ -23,6 +23,7 @@ from service.batching.engine import Engine
 from service.settings import Settings
 from tests.images import decode, encode, scene
 from tests.server import running_server
+from tests.weight_files import write_dtype_torch_lacks
 
 SIDE = 48  # pixels: small uploads keep the load steady on two cores
 CLIENTS = 4
@@ -45,6 +46,7 @@ def weights_dir(tmp_path_factory) -> Path:
         for parameter in exploded.parameters():
             parameter.fill_(float("nan"))
     save_weights(exploded, folder / "nan.safetensors", (-0.5, 0.5))
+    write_dtype_torch_lacks(folder / "e8m0.safetensors", StackedDMSHN())
     return folder
 
 
@@ -129,6 +131,7 @@ def test_a_bad_file_is_refused_the_old_weights_keep_serving_and_the_refusal_is_c
         "single.safetensors": "holds DMSHN, the live weights are StackedDMSHN",
         "missing.safetensors": "no such file",
         "nan.safetensors": "not finite",
+        "e8m0.safetensors": "dtype F8_E8M0, which torch cannot hold",
         "../live.safetensors": "not a file name",
     }
     with running_server(weights_dir / "live.safetensors", tmp_path, admin_reload="true") as server:
