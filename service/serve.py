@@ -16,7 +16,7 @@ import uvicorn
 from service.batching.engine import Engine
 from service.http.app import create_app
 from service.http.draining import DrainingServer
-from service.http.hangup import reload_on_hangup
+from service.http.hangup import HangupSwaps, swap_on_hangup
 from service.http.header_deadline import header_deadline_protocol
 from service.settings import Settings
 from service.workers import supervisor
@@ -35,11 +35,13 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     host, port = args.host or settings.host, args.port or settings.port
     if settings.workers > 1:
         sys.exit(supervisor.serve(settings, engine_factory, host, port))
+    swaps = HangupSwaps()
+    swap_on_hangup(swaps)
     app = create_app(settings, engine_factory)
-    reload_on_hangup(app.state.service.model)
+    model = app.state.service.model
     http = header_deadline_protocol(settings.header_timeout_s)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
-    DrainingServer(config, app.state.service).run()
+    DrainingServer(config, app.state.service, serving=lambda: swaps.serve(model)).run()
 
 
 if __name__ == "__main__":

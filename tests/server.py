@@ -43,10 +43,12 @@ class Server:
 
 
 @contextmanager
-def running_server(weights: Path, log_dir: Path, command: list[str] | None = None, wait_ready=True, **settings):
+def running_server(weights: Path, log_dir: Path, command: list[str] | None = None, wait_ready=True,
+                   starting: Callable[[Server], None] = lambda server: None, **settings):  # fmt: skip
     """Start `relight-serve` (or `command`, where "{port}" stands for the port) with RELIGHT_* settings.
 
-    The server is stopped with SIGTERM afterwards (SIGKILL if it is still up 30 s later).
+    starting(server) is called once the process has started, before waiting for it to answer. The server is
+    stopped with SIGTERM afterwards (SIGKILL if it is still up 30 s later).
     """
     port = free_port()
     env = {**os.environ, "RELIGHT_WEIGHTS": str(weights), "RELIGHT_PORT": str(port), "RELIGHT_WARMUP": "32x32",
@@ -62,6 +64,7 @@ def running_server(weights: Path, log_dir: Path, command: list[str] | None = Non
         )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     try:
+        starting(server)
         wait_until(server, "/readyz" if wait_ready else "/healthz")
         yield server
     finally:

@@ -4,11 +4,14 @@ Real weight files (the real Stacked DMSHN, two seeds), real uploads from several
 pixels are compared with each file's own output from an engine in this process.
 """
 
+import hashlib
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -208,3 +211,93 @@ def test_any_file_name_is_named_in_every_answer_percent_encoded(weights_dir, exp
         assert unquote(made_by.rsplit(" ", 1)[0]) == names[other]
         assert np.abs(decode(response.content).astype(int) - expected[other][2]).max() <= 1
         assert swap(server, names[live]).json()["weights"] == f"relight %C3%BCn%C3%AF.safetensors {live.split()[1]}"
+
+
+# A forward pass of known cost (tests/engines.py): a swap's warm-up (two 256x256 passes) takes 8 s whatever the CPU,
+# so a signal sent once the swap has read its file arrives while the swap is still running.
+PACED = {"command": [sys.executable, "-m", "tests.engines"], "test_seconds_per_megapixel": 60}
+
+
+def wait_for_log(server, text: str, count: int = 1, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while server.log().count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} never logged {count} times:\n{server.log()}"
+        time.sleep(0.02)
+
+
+def roll(weights_dir: Path, name: str, served: Path) -> None:
+    """Put a copy of `name` at `served` as an operator does: renamed over it."""
+    shutil.copy(weights_dir / name, served.with_name("incoming"))
+    os.replace(served.with_name("incoming"), served)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sighup_during_a_swap_swaps_again_to_the_file_then_at_relight_weights(weights_dir, tmp_path, workers):
+    """The second SIGHUP came after the first swap had read its file: the file it names is the one that serves."""
+    served = tmp_path / "served.safetensors"
+    shutil.copy(weights_dir / "live.safetensors", served)
+    torch.manual_seed(2)
+    save_weights(StackedDMSHN(), tmp_path / "third.safetensors", (-0.5, 0.5))
+    third = hashlib.sha256((tmp_path / "third.safetensors").read_bytes()).hexdigest()[:12]
+    with running_server(served, tmp_path, workers=workers, **PACED) as server:
+        roll(weights_dir, "other.safetensors", served)
+        os.kill(server.process.pid, signal.SIGHUP)
+        wait_for_log(server, "loaded StackedDMSHN", 2)  # the swap has read other.safetensors and warms it up
+        roll(tmp_path, "third.safetensors", served)
+        for _ in range(3):
+            os.kill(server.process.pid, signal.SIGHUP)
+            time.sleep(0.1)
+        wait_for_weights(server, f"served.safetensors sha256:{third}")
+        assert server.metric('relight_weights_swaps_total{outcome="done"}') == 2
+        assert server.metric('relight_weights_swaps_total{outcome="refused"}') == 0
+        response = relight(server, 0)
+        assert response.status_code == 200 and response.headers["Relight-Weights"] == live_tag(server)
+
+
+def test_a_sighup_while_the_model_process_loads_does_not_end_relight_serve(weights_dir, expected, tmp_path):
+    def hang_up_early(server) -> None:
+        wait_for_log(server, "HTTP workers and a model process")  # the model process is only being spawned
+        os.kill(server.process.pid, signal.SIGHUP)
+
+    with running_server(weights_dir / "live.safetensors", tmp_path, workers=2, starting=hang_up_early) as server:
+        wait_for_log(server, "SIGHUP: swapping to the weight file at RELIGHT_WEIGHTS")  # kept, then acted on
+        assert live_tag(server) == next(iter(expected))
+        assert relight(server, 0).status_code == 200
+        assert server.metric("relight_weights_swaps_total") == 0  # the same bytes: nothing to swap
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_during_a_swap_answers_every_request_and_exits_0_without_finishing_the_swap(
+    weights_dir, tmp_path, workers
+):
+    served = tmp_path / "served.safetensors"
+    shutil.copy(weights_dir / "live.safetensors", served)
+    with running_server(served, tmp_path, workers=workers, **PACED) as server:
+        roll(weights_dir, "other.safetensors", served)
+        os.kill(server.process.pid, signal.SIGHUP)
+        wait_for_log(server, "loaded StackedDMSHN", 2)
+        warmed = server.log().count("throughput")  # the live weights' warm-up
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            answers = [pool.submit(relight, server, index % len(INPUTS)) for index in range(CLIENTS)]
+            while server.metric("relight_queue_depth") == 0 and not answers[0].done():
+                time.sleep(0.01)
+            server.process.terminate()
+            statuses = [answer.result().status_code for answer in answers]
+        assert server.process.wait(timeout=60) == 0
+    assert 200 in statuses and set(statuses) <= {200, 503}  # accepted: answered; after the signal: refused
+    log = server.log()
+    assert log.count("throughput") == warmed and "weights swapped" not in log  # it exited before the swap warmed
+    assert "stopped during a weights swap" in log
+
+
+def test_a_reload_asked_for_during_another_is_a_409_and_the_first_goes_on(weights_dir, expected, tmp_path):
+    other = list(expected)[1]
+    with running_server(weights_dir / "live.safetensors", tmp_path, admin_reload="true", **PACED) as server:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(swap, server, "other.safetensors")
+            wait_for_log(server, "loaded StackedDMSHN", 2)
+            second = swap(server, "live.safetensors")
+            assert second.status_code == 409 and "in progress" in second.json()["detail"], second.text
+            assert first.result().status_code == 200
+        assert live_tag(server) == other
+        assert server.metric('relight_weights_swaps_total{outcome="refused"}') == 0  # nothing was wrong with a file

@@ -60,6 +60,10 @@ class SwapRefused(Exception):
     outputs, or cannot be loaded beside the live one); the live weights keep serving. The message says why."""
 
 
+class SwapBusy(SwapRefused):
+    """Another weights swap was in progress: this one was not tried (409). Nothing is wrong with its file."""
+
+
 class TooBig(Exception):
     """The image alone would take `seconds` of compute, more than the request may take: 413."""
 
@@ -112,7 +116,8 @@ class ModelHandle(Protocol):
 
     async def reload(self, name: str | None = None) -> dict:
         """Swap to the weight file `name` in RELIGHT_WEIGHTS's folder (None: RELIGHT_WEIGHTS itself) while serving;
-        returns the description() after it. Raises SwapRefused (the live weights unchanged) or NotAccepting."""
+        returns the description() after it. Raises SwapRefused (the live weights unchanged; SwapBusy while another
+        swap is in progress) or NotAccepting."""
 
     async def exposition(self) -> bytes:
         """Prometheus text of the model's metrics where they are not in the app's registry (else empty)."""

@@ -20,7 +20,7 @@ from model.tiling import Tiling
 from service.batching import weights_swap
 from service.batching.batcher import Batcher, Job, Reservation
 from service.batching.engine import Engine, compiled_graphs
-from service.batching.handle import SwapRefused
+from service.batching.handle import NotAccepting, SwapBusy, SwapRefused
 from service.batching.weights_swap import EngineFactory
 from service.metrics import ModelMetrics
 from service.settings import Settings
@@ -73,17 +73,25 @@ class LocalModel:
         self._warmup = asyncio.create_task(self._warm_up())
 
     async def stop(self) -> None:
-        """Finish every queued job, then stop; during warm-up, end the process at once (exit status 0).
+        """Finish every queued job, then stop; during warm-up, or once the queue is done during a weights swap, end
+        the process at once (exit status 0).
 
         Nothing is accepted before warm-up ends, so there is nothing to drain, but the inference thread is
         inside a forward pass that cannot be interrupted (tens of seconds on a slow CPU, or a compilation),
-        and Python's exit would wait for it: `docker stop` would SIGKILL the process first.
+        and Python's exit would wait for it: `docker stop` would SIGKILL the process first. A swap's new weights
+        load and warm up on a thread of their own, as long as the warm-up at startup, and would hold the exit
+        the same way; they never serve once the queue has stopped.
         """
         if self._warmup is not None and not self._warmup.done():
             log.warning("stopped during warm-up: nothing was accepted; exiting without finishing it")
             logging.shutdown()
             os._exit(0)
         await self.batcher.stop()
+        if self._swapping.locked():
+            log.warning("stopped during a weights swap: every accepted request was answered; exiting without "
+                        "finishing the swap (its weights never served)")  # fmt: skip
+            logging.shutdown()
+            os._exit(0)
 
     async def _warm_up(self) -> None:
         try:
@@ -115,18 +123,27 @@ class LocalModel:
             "compiled_shapes": [list(shape) for shape in sorted(engine.compiled_shapes)],
         }
 
-    async def reload(self, name: str | None = None) -> dict:
-        """Swap to another weight file while serving (service.batching.weights_swap); one swap at a time (a second
-        meanwhile is refused). The same bytes as the live file: nothing is reloaded. Logs and counts the outcome."""
-        if self._swapping.locked():
-            raise SwapRefused("another weights swap is in progress")
+    async def reload(self, name: str | None = None, wait: bool = False) -> dict:
+        """Swap to another weight file while serving (service.batching.weights_swap); the same bytes as the live file:
+        nothing is reloaded. One swap at a time: one asked for meanwhile raises SwapBusy, or with `wait` (SIGHUP's,
+        service.http.hangup) runs after it. Logs and counts the outcome. Whatever goes wrong is a refusal and the
+        live weights keep serving: an error no check foresaw (CUDA out of memory in the output check, a bug) is
+        logged with its traceback and raised as SwapRefused naming it, never as itself (a 500 from the endpoint, an
+        unanswered reload with RELIGHT_WORKERS > 1, nothing at all after a SIGHUP)."""
+        if self._swapping.locked() and not wait:
+            raise SwapBusy("another weights swap is in progress; ask again once it has ended")
         async with self._swapping:
             try:
                 engine = await self._swap(weights_swap.weights_path(self.settings, name))
-            except SwapRefused as refusal:
+            except NotAccepting:
+                raise
+            except Exception as error:
+                refusal = error if isinstance(error, SwapRefused) else SwapRefused(f"{type(error).__name__}: {error}")
+                if refusal is not error:
+                    log.error("weights swap failed unexpectedly", exc_info=error)
                 self.metrics.swaps.labels(outcome="refused").inc()
                 log.warning("weights swap refused: %s; still serving %s", refusal, self.engine.weights_tag)
-                raise
+                raise refusal from None
             if engine is not None:
                 old = self.engine.weights_tag
                 self._went_live(engine)

@@ -9,7 +9,7 @@ what the operator put beside the weights. It answers after the swap, with the we
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from service.batching.handle import NotAccepting, SwapRefused
+from service.batching.handle import NotAccepting, SwapBusy, SwapRefused
 from service.http.openapi import error_response
 from service.http.routes import require_api_key, unavailable
 from service.http.state import State
@@ -30,6 +30,7 @@ class ReloadRequest(BaseModel):
     summary="Swap to a weight file while serving; answers with the live weights after it",
     responses={
         401: error_response(401, "Missing or wrong X-API-Key."),
+        409: error_response(409, "Another swap is in progress (SIGHUP's or another call's); nothing was tried."),
         422: error_response(422, "The file was refused (the reason); the old weights keep serving."),
         503: error_response(503, "The service is shutting down."),
     },
@@ -38,6 +39,8 @@ class ReloadRequest(BaseModel):
 async def reload(state: State, request: ReloadRequest | None = None) -> dict:
     try:
         model = await state.model.reload(request.weights if request else None)
+    except SwapBusy as busy:
+        raise HTTPException(409, str(busy)) from None
     except SwapRefused as refusal:
         raise HTTPException(422, f"weights swap refused: {refusal}; the old weights keep serving") from None
     except NotAccepting:

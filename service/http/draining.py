@@ -7,6 +7,7 @@ answers every request it already accepted, then exits 0. A second signal exits a
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import uvicorn
 
@@ -14,10 +15,17 @@ from service.http.state import ServiceState
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, state: ServiceState):
+    """uvicorn's server; serving() is called on the event loop once the app has started (relight-serve then acts
+    on SIGHUP, service.http.hangup)."""
+
+    def __init__(self, config: uvicorn.Config, state: ServiceState, serving: Callable[[], None] = lambda: None):
         super().__init__(config)
-        self.state = state
+        self.state, self.serving = state, serving
         self.drain_task: asyncio.Task | None = None
+
+    async def main_loop(self) -> None:
+        self.serving()
+        await super().main_loop()
 
     def handle_exit(self, sig, frame) -> None:
         if self.drain_task is not None:

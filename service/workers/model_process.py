@@ -43,7 +43,7 @@ from service.batching.batcher import Job, Reservation
 from service.batching.engine import Engine
 from service.batching.handle import NotAccepting, SwapRefused
 from service.batching.local_model import LocalModel
-from service.http.hangup import reload_logged
+from service.http.hangup import HangupSwaps
 from service.metrics import process_registry
 from service.settings import Settings
 from service.workers import shared_images
@@ -96,8 +96,9 @@ async def serve(
 
     server = await asyncio.start_unix_server(connection, path=socket_path)
     stop = asyncio.Event()
-    reload = lambda: reload_logged(loop, model)  # noqa: E731
-    threading.Thread(target=listen_to_parent, args=(parent, loop, stop, reload), daemon=True).start()
+    swaps = HangupSwaps()
+    swaps.serve(model)
+    threading.Thread(target=listen_to_parent, args=(parent, loop, stop, swaps.ask), daemon=True).start()
     parent.send(("listening", None))
     await stop.wait()
     server.close()

@@ -94,6 +94,9 @@ def supervise(
     run_dir: Path,
     shared_dir: Path,
 ) -> int | str:
+    # First: SIGHUP's default action would end relight-serve while the model process loads the weights.
+    hangups: list[int] = []
+    signal.signal(signal.SIGHUP, lambda sig, frame: hangups.append(sig))
     socket_path = run_dir / "model.sock"
     to_model, model_end = SPAWN.Pipe()
     model = SPAWN.Process(
@@ -133,8 +136,6 @@ def supervise(
     signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda sig, frame: signals.append(sig))
-    hangups: list[int] = []
-    signal.signal(signal.SIGHUP, lambda sig, frame: hangups.append(sig))
     # wait() below resumes by itself after a signal handler runs; a byte on this pipe wakes it, so that a
     # signal reaches the workers at once, not at the next timeout.
     woken, wake = os.pipe()
