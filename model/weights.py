@@ -94,7 +94,10 @@ def read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], str]
     """Metadata, tensors and SHA-256 from one read of the file's bytes; WeightsError for a file that is not one."""
     if not path.is_file():
         raise WeightsError(path, "no such file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:  # not readable by this user (chmod, a volume's owner), or a failing disk
+        raise WeightsError(path, f"cannot be read ({error.strerror or error})") from None
     try:
         header_size = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_size])

@@ -99,6 +99,9 @@ def write_bad_header(path):
         (lambda p, m: write_other_architecture(p), "do not match StackedDMSHN"),
         (lambda p, m: write_missing_tensor(p), "1 missing"),
         (write_dtype_torch_lacks, "dtype F8_E8M0, which torch cannot hold"),
+        # Unreadable: EIO from a failing disk; EACCES for a user the file's mode shuts out (root, running these
+        # tests here, reads past chmod 000, so /proc/self/mem, whose offset 0 gives EIO, stands in).
+        (lambda p, m: p.symlink_to("/proc/self/mem"), "cannot be read (Input/output error)"),
     ],
 )
 def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, stacked, writer, message):

@@ -32,10 +32,11 @@ EngineFactory = Callable[[Settings], Engine]
 
 def weights_path(settings: Settings, name: str | None) -> Path:
     """RELIGHT_WEIGHTS for None, else the file `name` beside it. Raises SwapRefused for anything but a plain file name
-    (no folders, nothing hidden): an operator's endpoint must not read files elsewhere on the machine."""
+    (no folders, nothing hidden): an operator's endpoint must not read files elsewhere on the machine. Control
+    characters are refused too: the name goes into the refusal's log line, where a newline would forge another."""
     if name is None:
         return settings.weights
-    if not name or name != Path(name).name or name.startswith("."):
+    if not name or name != Path(name).name or name.startswith(".") or not name.isprintable():
         raise SwapRefused(f"{name!r} is not a file name: give the name of a file in RELIGHT_WEIGHTS's folder")
     return settings.weights.parent / name
 
