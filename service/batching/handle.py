@@ -12,7 +12,7 @@ process, RELIGHT_WORKERS > 1). An upload's life through it, as `service.http.rou
     withdraw(job, reason)                                    # the client left or the deadline passed first
     finished(job)                                            # always, once the answer is encoded or given up
 
-and, for the operator, `await reload(name)` swaps the weights while serving (service.batching.weights_swap).
+and, for the operator, `await reload(name, wait)` swaps the weights while serving (service.batching.weights_swap).
 
 Deadlines are `time.monotonic()` values (one clock for every process on a machine).
 """
@@ -114,10 +114,10 @@ class ModelHandle(Protocol):
         """What is served: architecture, weights, weights_sha256, weights_tag, weights_since (ISO 8601 UTC),
         value_range, device, dtype, compiled_shapes."""
 
-    async def reload(self, name: str | None = None) -> dict:
+    async def reload(self, name: str | None = None, wait: bool = False) -> dict:
         """Swap to the weight file `name` in RELIGHT_WEIGHTS's folder (None: RELIGHT_WEIGHTS itself) while serving;
-        returns the description() after it. Raises SwapRefused (the live weights unchanged; SwapBusy while another
-        swap is in progress) or NotAccepting."""
+        returns the description() after it. One swap at a time: with `wait`, after the one in progress; without,
+        SwapBusy. Raises SwapRefused (the live weights unchanged) or NotAccepting."""
 
     async def exposition(self) -> bytes:
         """Prometheus text of the model's metrics where they are not in the app's registry (else empty)."""

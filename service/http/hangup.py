@@ -12,18 +12,10 @@ endpoint's) runs one more swap after it, however many came: the file may have ch
 import asyncio
 import logging
 import signal
-from typing import Protocol
 
-from service.batching.handle import NotAccepting, SwapRefused
+from service.batching.handle import ModelHandle, NotAccepting, SwapRefused
 
 log = logging.getLogger("relight")
-
-
-class SwapsWeights(Protocol):
-    """What HangupSwaps needs of the model: service.batching.local_model.LocalModel.reload."""
-
-    async def reload(self, name: str | None = None, wait: bool = False) -> dict:
-        """Swap to the weight file `name` (None: RELIGHT_WEIGHTS); with `wait`, after any swap in progress."""
 
 
 class HangupSwaps:
@@ -31,7 +23,7 @@ class HangupSwaps:
     the model (LocalModel.reload), so they are only collected here."""
 
     def __init__(self) -> None:
-        self.model: SwapsWeights | None = None
+        self.model: ModelHandle | None = None
         self.asked = False  # a SIGHUP came that no swap has started for yet
         self._swaps: asyncio.Task | None = None
 
@@ -41,7 +33,7 @@ class HangupSwaps:
         if self.model is not None and (self._swaps is None or self._swaps.done()):
             self._swaps = asyncio.get_running_loop().create_task(self._swap())
 
-    def serve(self, model: SwapsWeights) -> None:
+    def serve(self, model: ModelHandle) -> None:
         """On the event loop, once `model` serves: act on SIGHUPs from now on, and on one that came before."""
         self.model = model
         if self.asked:

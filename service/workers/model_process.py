@@ -15,7 +15,7 @@ messages (service.workers.messages):
     withdraw reason                     -> reply None: no answer will be written after it
     forget   path                          the worker deleted that buffer: unmap it
     metrics  None                       -> reply: this process's /metrics text
-    reload   file name or None          -> reply, after the swap: the model description, or SwapRefused /
+    reload   (file name or None, wait)  -> reply, after the swap: the model description, or SwapRefused /
                                            NotAccepting (service.batching.weights_swap)
 
 and this process pushes `status` (ready, warm-up error, model description) when a worker
@@ -122,9 +122,11 @@ def listen_to_parent(
     loop.call_soon_threadsafe(stop.set)
 
 
-async def reply_after_swap(model: LocalModel, writer: asyncio.StreamWriter, key: int, name: str | None) -> None:
+async def reply_after_swap(
+    model: LocalModel, writer: asyncio.StreamWriter, key: int, name: str | None, wait: bool
+) -> None:
     try:
-        send(writer, ("reply", key, await model.reload(name)))
+        send(writer, ("reply", key, await model.reload(name, wait)))
     except (SwapRefused, NotAccepting) as refusal:
         send(writer, ("reply", key, refusal))
 
@@ -191,7 +193,7 @@ async def serve_worker(
                 send(writer, ("reply", key, generate_latest(registry)))
             elif kind == "reload":
                 # Not awaited here: the swap takes seconds to minutes, and this worker's uploads go on meanwhile.
-                swaps.add(task := asyncio.create_task(reply_after_swap(model, writer, key, value)))
+                swaps.add(task := asyncio.create_task(reply_after_swap(model, writer, key, *value)))
                 task.add_done_callback(swaps.discard)
     finally:
         for job in jobs.values():

@@ -71,9 +71,9 @@ class RemoteModel:
     def description(self) -> dict:
         return self._description
 
-    async def reload(self, name: str | None = None) -> dict:
+    async def reload(self, name: str | None = None, wait: bool = False) -> dict:
         """The model process swaps (every worker sees the new weights); the description after it."""
-        return await self._ask("reload", next(self._keys), name)
+        return await self._ask("reload", next(self._keys), (name, wait))
 
     async def exposition(self) -> bytes:
         """The model process's metrics (queue, batches, model and its process)."""
