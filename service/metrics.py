@@ -105,7 +105,8 @@ class ModelMetrics:
         )
         self.compiled_graphs = Gauge(
             "relight_compiled_graphs",
-            "Graphs torch.compile has built in this process: one per warmed shape, constant while serving.",
+            "Graphs torch.compile has built in this process: one per warmed shape, constant while serving; a weights "
+            "swap adds the new weights' (the old ones' stay counted).",
             registry=registry,
         )
         self.model_info = Gauge(

@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ from model.weights import save_weights
 from service.batching.engine import Engine
 from service.settings import Settings
 from tests.images import decode, encode, scene
-from tests.server import running_server
+from tests.server import free_port, running_server
 from tests.weight_files import write_dtype_torch_lacks
 
 SIDE = 48  # pixels: small uploads keep the load steady on two cores
@@ -302,3 +303,14 @@ def test_a_reload_asked_for_during_another_is_a_409_and_the_first_goes_on(weight
             assert first.result().status_code == 200
         assert live_tag(server) == other
         assert server.metric('relight_weights_swaps_total{outcome="refused"}') == 0  # nothing was wrong with a file
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_a_swap_refuses_does_not_start_the_service_either(weights_dir, workers):
+    """The same output check at startup: weights of NaNs would otherwise serve black images and report ready."""
+    env = {**os.environ, "RELIGHT_WEIGHTS": str(weights_dir / "nan.safetensors"), "RELIGHT_PORT": str(free_port()),
+           "RELIGHT_WORKERS": str(workers), "RELIGHT_COMPILE": "off", "RELIGHT_WARMUP": "32x32"}  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "service.serve"], env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert "cannot start" in result.stderr and "not finite" in result.stderr

@@ -105,6 +105,9 @@ class LocalModel:
             self.warmup_error = f"warm-up failed: {type(error).__name__}: {error}"
             log.exception("warm-up failed; staying not ready")
         else:
+            # "Live since" is when answers started, not when the file was read minutes of warm-up earlier.
+            self.weights_since = time.time()
+            self.metrics.weights_since.set(self.weights_since)
             self.ready = True
             log.info("ready")
         self.on_status()
@@ -144,7 +147,10 @@ class LocalModel:
                 self.metrics.swaps.labels(outcome="refused").inc()
                 log.warning("weights swap refused: %s; still serving %s", refusal, self.engine.weights_tag)
                 raise refusal from None
-            if engine is not None:
+            if engine is None:
+                log.info("weights unchanged: %s already holds the live bytes (%s)", name or "RELIGHT_WEIGHTS",
+                         self.engine.weights_tag)  # fmt: skip
+            else:
                 old = self.engine.weights_tag
                 self._went_live(engine)
                 self.metrics.swaps.labels(outcome="done").inc()

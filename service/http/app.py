@@ -72,6 +72,7 @@ def create_app(
         registry = process_registry()
         try:
             engine = engine_factory(settings)
+            engine.check_outputs()  # what a swap checks, at startup too: a file of NaNs must not serve black
         except (WeightsError, RuntimeError) as error:
             raise StartupError(str(error)) from None
         model = LocalModel(settings, engine, registry, engine_factory=engine_factory)

@@ -58,6 +58,7 @@ def main(settings: Settings, engine_factory: Callable[[Settings], Engine], socke
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         engine = engine_factory(settings)
+        engine.check_outputs()  # as a swap does (service.batching.weights_swap)
     except (WeightsError, RuntimeError) as error:
         parent.send(("failed", str(error)))
         return
