@@ -31,6 +31,17 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 60.0) -> None:
+        """Wait until the log holds `text` `count` times; AssertionError with the log after timeout seconds.
+
+        A line written after the answer (the request log is written once the response is sent) may reach the
+        file after the client has its answer.
+        """
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            assert time.monotonic() < deadline, f"{text!r} never logged {count} times:\n{self.log()}"
+            time.sleep(0.02)
+
     def metric(self, line_prefix: str) -> float:
         """The sum of the /metrics samples whose line starts with line_prefix."""
         lines = httpx.get(self.url + "/metrics").text.splitlines()

@@ -202,7 +202,7 @@ def test_a_client_that_leaves_while_queued_is_not_computed(weights_file, tmp_pat
 
 def test_request_ids_reach_the_log(server):
     post(server.url, encode(PICTURE), headers={"X-Request-ID": "hardening-id-42"})
-    assert "request_id=hardening-id-42" in server.log()
+    server.wait_for_log("request_id=hardening-id-42", timeout=10)
 
 
 @pytest.fixture(scope="module")

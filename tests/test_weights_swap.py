@@ -220,13 +220,6 @@ def test_any_file_name_is_named_in_every_answer_percent_encoded(weights_dir, exp
 PACED = {"command": [sys.executable, "-m", "tests.engines"], "test_seconds_per_megapixel": 60}
 
 
-def wait_for_log(server, text: str, count: int = 1, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while server.log().count(text) < count:
-        assert time.monotonic() < deadline, f"{text!r} never logged {count} times:\n{server.log()}"
-        time.sleep(0.02)
-
-
 def roll(weights_dir: Path, name: str, served: Path) -> None:
     """Put a copy of `name` at `served` as an operator does: renamed over it."""
     shutil.copy(weights_dir / name, served.with_name("incoming"))
@@ -244,7 +237,7 @@ def test_a_sighup_during_a_swap_swaps_again_to_the_file_then_at_relight_weights(
     with running_server(served, tmp_path, workers=workers, **PACED) as server:
         roll(weights_dir, "other.safetensors", served)
         os.kill(server.process.pid, signal.SIGHUP)
-        wait_for_log(server, "loaded StackedDMSHN", 2)  # the swap has read other.safetensors and warms it up
+        server.wait_for_log("loaded StackedDMSHN", 2)  # the swap has read other.safetensors and warms it up
         roll(tmp_path, "third.safetensors", served)
         for _ in range(3):
             os.kill(server.process.pid, signal.SIGHUP)
@@ -258,11 +251,11 @@ def test_a_sighup_during_a_swap_swaps_again_to_the_file_then_at_relight_weights(
 
 def test_a_sighup_while_the_model_process_loads_does_not_end_relight_serve(weights_dir, expected, tmp_path):
     def hang_up_early(server) -> None:
-        wait_for_log(server, "HTTP workers and a model process")  # the model process is only being spawned
+        server.wait_for_log("HTTP workers and a model process")  # the model process is only being spawned
         os.kill(server.process.pid, signal.SIGHUP)
 
     with running_server(weights_dir / "live.safetensors", tmp_path, workers=2, starting=hang_up_early) as server:
-        wait_for_log(server, "SIGHUP: swapping to the weight file at RELIGHT_WEIGHTS")  # kept, then acted on
+        server.wait_for_log("SIGHUP: swapping to the weight file at RELIGHT_WEIGHTS")  # kept, then acted on
         assert live_tag(server) == next(iter(expected))
         assert relight(server, 0).status_code == 200
         assert server.metric("relight_weights_swaps_total") == 0  # the same bytes: nothing to swap
@@ -277,7 +270,7 @@ def test_sigterm_during_a_swap_answers_every_request_and_exits_0_without_finishi
     with running_server(served, tmp_path, workers=workers, **PACED) as server:
         roll(weights_dir, "other.safetensors", served)
         os.kill(server.process.pid, signal.SIGHUP)
-        wait_for_log(server, "loaded StackedDMSHN", 2)
+        server.wait_for_log("loaded StackedDMSHN", 2)
         warmed = server.log().count("throughput")  # the live weights' warm-up
         with ThreadPoolExecutor(CLIENTS) as pool:
             answers = [pool.submit(relight, server, index % len(INPUTS)) for index in range(CLIENTS)]
@@ -297,7 +290,7 @@ def test_a_reload_asked_for_during_another_is_a_409_and_the_first_goes_on(weight
     with running_server(weights_dir / "live.safetensors", tmp_path, admin_reload="true", **PACED) as server:
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(swap, server, "other.safetensors")
-            wait_for_log(server, "loaded StackedDMSHN", 2)
+            server.wait_for_log("loaded StackedDMSHN", 2)
             second = swap(server, "live.safetensors")
             assert second.status_code == 409 and "in progress" in second.json()["detail"], second.text
             assert first.result().status_code == 200
