@@ -2,6 +2,7 @@
 
 imaging      upload bytes -> uint8 sRGB pixels (+ alpha, metadata) and back; every failure a clear 4xx
 metadata     EXIF, XMP, DPI and PNG text carried back, bounded, and what an upload's metadata costs
+embedded_exif  mending an EXIF block inside a file that Pillow cannot open because of it (AVIF)
 formats      the answer formats: their names as people write them, media types, file suffixes, the default
 limits       the sizes each answer format can encode
 negotiation  which format an answer gets: ?format=, Accept with q-values, the default; settled before queueing
