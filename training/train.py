@@ -391,6 +391,7 @@ def train(cfg: TrainConfig) -> Path:
                 if run.main and (step % cfg.eval_every == 0 or step == cfg.max_steps):
                     metrics = validate()
                     black = "" if metrics["blacks_kept"] is None else f", blacks at {metrics['blacks_kept']:.1f}/255"
+                    black += "" if metrics["unlit"] is None else f", unlit at {metrics['unlit']:.1f}/255"
                     bar.write(f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
                               f"sSSIM {metrics['structural_ssim']:.4f}{black}")  # fmt: skip
                     if metrics["psnr"] > best_psnr:
