@@ -48,8 +48,9 @@ def test_a_few_steps_lower_the_loss_and_switch_stage(tiny_set, tmp_path):
     assert set(metadata["training"]["validation"]) == {"DMSHN", "colour transfer", "identity"}
 
 
-def test_resume_after_ctrl_c_continues_exactly(tiny_set, tmp_path, monkeypatch):
-    cfg = tiny_config(tiny_set, tmp_path / "straight", max_steps=6, stage2_step=3)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_after_ctrl_c_continues_exactly(tiny_set, tmp_path, monkeypatch, ema_decay):
+    cfg = tiny_config(tiny_set, tmp_path / "straight", max_steps=6, stage2_step=3, ema_decay=ema_decay)
     train(cfg)
     straight = read_log(tmp_path / "straight")
 
@@ -71,6 +72,24 @@ def test_resume_after_ctrl_c_continues_exactly(tiny_set, tmp_path, monkeypatch):
     resumed = read_log(tmp_path / "resumed")
     assert [entry["step"] for entry in resumed] == [1, 2, 3, 4, 5, 6]
     assert resumed == straight
+    straight_state, resumed_state = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)
+                                     for run in ("straight", "resumed"))  # fmt: skip
+    for part in ("model", "ema") if ema_decay else ("model",):
+        assert straight_state[part].keys() == resumed_state[part].keys()
+        assert all(torch.equal(straight_state[part][k], resumed_state[part][k]) for k in straight_state[part])
+
+
+def test_the_averaged_weights_are_validated_and_saved(tiny_set, tmp_path):
+    """With ema_decay, best.safetensors holds the moving average (updated each step), not the last step's weights."""
+    cfg = tiny_config(tiny_set, tmp_path, architecture="DMSHN", max_steps=3, stage2_step=0, ema_decay=0.5)
+    best, _ = load_weights(train(cfg))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    averaged = {key.removeprefix("module."): value for key, value in state["ema"].items() if key.startswith("module.")}
+    assert state["ema"]["n_averaged"] == 3
+    for name, saved in best.state_dict().items():
+        assert torch.allclose(saved.float(), averaged[name].float(), atol=2e-3), name  # stored as float16
+    differs = [not torch.allclose(averaged[name], state["model"][name], atol=1e-4) for name in averaged]
+    assert any(differs)  # the last step's weights are not what was saved
 
 
 def test_missing_vgg_stops_before_training_with_directions(tiny_set, tmp_path, monkeypatch):
