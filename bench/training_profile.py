@@ -7,10 +7,10 @@
 The step is training.train's own TrainingStep (the v3 preset's loss: L2 - 5e-3 SSIM + dark L1, Adam, clip 1.0,
 channels_last) on a Stacked DMSHN with the shipped weights. After --warmup untimed steps, --rounds rounds
 time --steps steps of each variant in turn (so that other load falls on all alike; the median round counts),
-without the profiler, whose cost per operator would favour variants with fewer operators. Then --steps steps
-of each run under torch.profiler; its tables give each part's share of the step's wall time (the profiler's self CPU time
-of the part's operators; the parts are chosen by operator name, see PARTS) and the achieved GFLOP/s against
-the forward-and-backward work (3x the forward's FLOPs, the usual estimate: backward costs two forwards).
+without the profiler, whose cost per operator would favour variants with fewer operators; GFLOP/s counts the
+forward-and-backward work (3x the forward's FLOPs, the usual estimate: backward costs two forwards).
+Then --steps steps of each run under torch.profiler; its tables give each part's share of the operators'
+self CPU time (the parts are chosen by operator name, see PARTS), and the operators that take most.
 
 --isa avx2 re-runs this script with ATEN_CPU_CAPABILITY=avx2 (PyTorch's own kernels) and ONEDNN_MAX_CPU_ISA=AVX2
 (oneDNN's convolutions), fp32: the kernels an AVX2-only CPU runs (issue 31 profiles the step there), though not
@@ -162,7 +162,8 @@ def main() -> None:
         print("| operator | calls/step | s/step | share |")
         print("| --- | --- | --- | --- |")
         for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
-            print(f"| {event.key} | {event.count / args.steps:.0f} | {event.self_cpu_time_total / 1e6 / args.steps:.3f} | "
+            seconds_per_step = event.self_cpu_time_total / 1e6 / args.steps
+            print(f"| {event.key} | {event.count / args.steps:.0f} | {seconds_per_step:.3f} | "
                   f"{event.self_cpu_time_total / total:.0%} |")  # fmt: skip
 
 
