@@ -34,6 +34,8 @@ import sys
 import time
 from collections import defaultdict
 
+VARIANTS = {"reference", "mkldnn-off", "nchw", "fused-adam", "one-thread", "fused-one"}  # the docstring's list
+
 # (part, substrings of operator names) after the convolutions (any operator with "conv" in its name, split into
 # forward and backward, plain and transposed): first match wins; the rest is "other".
 PARTS = [
@@ -74,6 +76,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; each runs every variant in turn")
     parser.add_argument("--top", type=int, default=12, help="operators listed per variant (0: no profile)")
     args = parser.parse_args()
+    unknown = set(args.variants.split(",")) - VARIANTS
+    if unknown:
+        parser.error(f"unknown variants {', '.join(sorted(unknown))} (known: {', '.join(sorted(VARIANTS))})")
     if args.isa != "native" and os.environ.get("RELIGHT_PROFILE_ISA") != args.isa:
         reexec_for_isa(args.isa)
 
@@ -85,14 +90,14 @@ def main() -> None:
     from model.pixels import parse_value_range
     from model.precision import cpu_kind
     from model.weights import SHIPPED_WEIGHTS, load_weights
-    from training.train import PRESETS, TrainingStep, build_loss
+    from training.train import PRESETS, TrainingStep, autocast_dtype, build_loss
 
     sys.path.insert(0, os.path.dirname(__file__))
     from training_step import batch
 
     reuse_freed_memory()
     cfg = PRESETS["v3"]
-    amp = None if args.isa == "avx2" else _native_amp(cfg)
+    amp = None if args.isa == "avx2" else autocast_dtype(cfg, torch.device("cpu"))  # the preset's amp is auto
     model, _ = load_weights(SHIPPED_WEIGHTS)
     loss_fn = build_loss(cfg, 2, parse_value_range(cfg.value_range), torch.device("cpu"))
     flops = 3 * count_flops(type(model), args.size, args.size) * args.batch
@@ -134,11 +139,12 @@ def main() -> None:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 run(name, args.steps)
             tables[name] = prof.key_averages()
-    reference = statistics.median(seconds[next(iter(steps))])
-    output = inputs[next(iter(steps))][0].clone().requires_grad_()
+    first = next(iter(steps))
+    reference = statistics.median(seconds[first])
+    output, target = inputs[first][0].clone().requires_grad_(), inputs[first][1]
     start = time.perf_counter()
     for _ in range(args.steps):
-        loss_fn(output, inputs[next(iter(steps))][1]).backward()
+        loss_fn(output, target).backward()
     loss_s = (time.perf_counter() - start) / args.steps
     print(f"# the loss alone (forward and backward on a fixed output, fp32): {loss_s:.3f} s a step, "
           f"{loss_s / reference:.0%} of the first variant's step")  # fmt: skip
@@ -165,16 +171,6 @@ def main() -> None:
             seconds_per_step = event.self_cpu_time_total / 1e6 / args.steps
             print(f"| {event.key} | {event.count / args.steps:.0f} | {seconds_per_step:.3f} | "
                   f"{event.self_cpu_time_total / total:.0%} |")  # fmt: skip
-
-
-def _native_amp(cfg):
-    import dataclasses
-
-    import torch
-
-    from training.train import autocast_dtype
-
-    return autocast_dtype(dataclasses.replace(cfg, amp="auto"), torch.device("cpu"))
 
 
 if __name__ == "__main__":

@@ -336,7 +336,7 @@ def train(cfg: TrainConfig) -> Path:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:  # a checkpoint from before the fused optimizer carries fused=None
-            group["fused"], group["foreach"] = True, None
+            group.update(fused=optimizer.defaults["fused"], foreach=optimizer.defaults["foreach"])
         if ema is not None and "ema" in state:
             ema.load_state_dict(state["ema"])
         scaler.load_state_dict(state["scaler"])
