@@ -124,7 +124,8 @@ def wait_for_metric(server: Server, line_prefix: str, value: float, timeout: flo
 def leave_while_queued(server: Server, upload: bytes) -> None:
     """A client queued behind a 1024x1024 upload closes its socket: it is dropped, never computed.
 
-    Needs a known-cost engine (tests/engines.py) slow enough that the blocker is still in the model.
+    Needs a known-cost engine (tests/engines.py) slow enough that the blocker is still in the model when the
+    second upload has been received, decoded and admitted: 10 s a megapixel holds on a loaded 2-core machine.
     """
     files = {"image": ("blocker.png", encode(scene(1024, 1024)))}
     with ThreadPoolExecutor(1) as pool:

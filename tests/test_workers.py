@@ -22,7 +22,8 @@ def post(url, data: bytes, filename="scene.png", timeout=60.0, **kwargs):
 
 
 # The model process's forward pass at a known cost (tests/engines.py): 3 s for a 1024x1024 upload on any CPU.
-PACED = {"command": [sys.executable, "-m", "tests.engines"], "test_seconds_per_megapixel": 3}
+# 10 s for the 1024x1024 blocker: at 3 s a loaded CI machine once let it finish before the next upload was queued.
+PACED = {"command": [sys.executable, "-m", "tests.engines"], "test_seconds_per_megapixel": 10}
 
 
 def processes(server, workers: int = 2) -> tuple[int, set[int]]:
@@ -102,7 +103,7 @@ def test_a_second_service_on_the_same_port_does_not_start(servers):
 
 
 def test_a_client_that_leaves_is_dropped_from_the_model_process_queue(weights_file, tmp_path):
-    """Queued behind a 1024x1024 upload that takes 3 s (a known-cost forward pass), the client closes its socket."""
+    """Queued behind a 1024x1024 upload that takes 10 s (a known-cost forward pass), the client closes its socket."""
     with running_server(weights_file, tmp_path, workers=2, **PACED) as split:
         leave_while_queued(split, encode(scene(24, 36)))
 
