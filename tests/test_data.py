@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -24,6 +25,22 @@ def test_generator_is_deterministic(tiny_set, tmp_path):
     assert len(files) == 2 * 5 + 1
     for name in files:
         assert (tiny_set / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_refuses_other_arguments(tiny_set, tmp_path):
+    copy = tmp_path / "set"
+    shutil.copytree(tiny_set, copy)
+    marker = np.full((48, 48, 3), 7, np.uint8)
+    Image.fromarray(marker).save(copy / "train" / "input" / "Image000.png")
+    for side in ("input", "target"):
+        (copy / "validation" / side / "Image004.png").unlink()
+    (copy / "train" / "input" / "Image002.png").unlink()  # killed between a pair's target and its input
+    write_dataset(copy, train=3, val=2, size=48, seed=7)
+    assert np.array_equal(np.asarray(Image.open(copy / "train" / "input" / "Image000.png")), marker)
+    for name in ("validation/input/Image004.png", "validation/target/Image004.png", "train/input/Image002.png"):
+        assert (copy / name).read_bytes() == (tiny_set / name).read_bytes(), name
+    with pytest.raises(ValueError, match="other arguments"):
+        write_dataset(copy, train=3, val=2, size=48, seed=8)
 
 
 def test_layout_and_meta(tiny_set):

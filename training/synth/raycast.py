@@ -28,7 +28,9 @@ from training.synth.layout import (
     EAST_4500,
     NORTH_6500,
     Light,
+    check_same_set,
     make_layout,
+    pair_path,
     save_pair,
     scene_number,
     scene_rng,
@@ -431,14 +433,25 @@ def raycast_pair(rng: np.random.Generator, size: int, lights: LightSetup, supers
 def write_dataset(
     out: Path, train: int, val: int, size: int, seed: int, supersample: int = 2, version: str = "1"
 ) -> float:
-    """Render the set in VIDIT track-1 layout; returns seconds taken."""
+    """Render the set in VIDIT track-1 layout; returns seconds taken.
+
+    Resumable as generator v3 is: a pair whose input PNG exists is done (save_pair writes the target first), so a
+    killed run started again with the same arguments renders only the rest, byte for byte what one run writes.
+    Raises ValueError when `out` holds a set made with other arguments.
+    """
     start = time.perf_counter()
     lights = LIGHTS[version]
-    jobs = [("train", i) for i in range(train)] + [("validation", i) for i in range(val)]
+    arguments = {"train": train, "val": val, "size": size, "seed": seed, "supersample": supersample}
+    meta = set_meta(version, arguments, lights=asdict(lights))
+    check_same_set(out, meta)
     make_layout(out)
+    write_meta(out, meta)
+    jobs = [
+        (split, i)
+        for split, i in [("train", i) for i in range(train)] + [("validation", i) for i in range(val)]
+        if not pair_path(out, split, "input", scene_number(split, i, train)).exists()
+    ]
     for split, i in tqdm(jobs, desc="rendering", unit="pair"):
         pair = raycast_pair(scene_rng(seed, split, i), size, lights, supersample, version)
         save_pair(out, split, scene_number(split, i, train), *pair)
-    arguments = {"train": train, "val": val, "size": size, "seed": seed, "supersample": supersample}
-    write_meta(out, set_meta(version, arguments, lights=asdict(lights)))
     return time.perf_counter() - start
