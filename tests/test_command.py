@@ -6,8 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from model import StackedDMSHN
+from model.weights import save_weights
 from tests.images import encode, scene
 from tests.server import running_server
 
@@ -59,6 +62,24 @@ def test_one_file_takes_the_format_of_its_output_name(tmp_path, weights_file):
     result = relight(photo, "-o", tmp_path / "relit.jpg", env_weights=weights_file)
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "relit.jpg").format == "JPEG"
+
+
+@pytest.mark.parametrize("problem", ["nan", "missing"])
+def test_weights_the_service_would_refuse_write_nothing(photos, tmp_path, problem):
+    """A file of NaNs relit every image to black and exited 0; a missing file ended in a traceback."""
+    weights = tmp_path / f"{problem}.safetensors"
+    if problem == "nan":
+        exploded = StackedDMSHN()
+        with torch.no_grad():
+            for parameter in exploded.parameters():
+                parameter.fill_(float("nan"))
+        save_weights(exploded, weights, (-0.5, 0.5))
+    out = tmp_path / "out"
+    result = relight(photos, out, env_weights=weights)
+    assert result.returncode == 1
+    assert "cannot use the weights" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert {"nan": "not finite", "missing": "no such file"}[problem] in result.stderr
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_a_folder_through_a_running_service_retries_503s(photos, tmp_path, weights_file):

@@ -18,10 +18,16 @@ Key = TypeVar("Key")
 
 
 class Relighter:
-    """The service's engine and tiling (RELIGHT_* settings): decoded images in forward passes, relit pixels out."""
+    """The service's engine and tiling (RELIGHT_* settings): decoded images in forward passes, relit pixels out.
+
+    Raises model.weights.WeightsError for a weight file the service would refuse: unreadable, or one whose output
+    on a known input is not finite or far outside its value range (Engine.check_outputs, as at the service's
+    startup), so a file of NaNs writes no black images.
+    """
 
     def __init__(self, settings: Settings):
         self.engine = Engine(settings)
+        self.engine.check_outputs()
         self.tiling = Tiling(
             settings.tile_size, settings.tile_overlap, settings.max_batch_size, settings.max_batch_pixels
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from model.weights import WeightsError
 from service.command.local import relight_locally
 from service.command.server import relight_on_server
 from service.command.tasks import Failures, file_task, folder_tasks
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.server:
             relight_on_server(todo, args.server.rstrip("/"), args.jobs, args.api_key, bar, failures)
         elif todo:
-            relight_locally(todo, bar, failures)
+            try:
+                relight_locally(todo, bar, failures)
+            except WeightsError as error:
+                sys.exit(f"relight: cannot use the weights: {error}")
     if failures.names:
         sys.exit(f"relight: {len(failures.names)} of {len(todo)} images failed: {', '.join(failures.names)}")
 
