@@ -9,6 +9,7 @@ Metadata keys (all strings, as safetensors requires):
 """
 
 import json
+import os
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def save_weights(
     training: dict[str, Any] | None = None,
     storage_dtype: str = "float16",
 ) -> None:
+    """Write `model`'s state as a relight weight file: safetensors, tensors in `storage_dtype` (float16: 21.8 MB
+    for Stacked DMSHN), metadata naming the format, architecture, value range and `training` (JSON).
+    Atomic (a partial file renamed into place) and readable by every user (0644). Raises ValueError for an
+    architecture not in model.dmshn.ARCHITECTURES."""
     architecture = type(model).__name__
     if architecture not in ARCHITECTURES:
         raise ValueError(f"cannot save {architecture}: known architectures are {sorted(ARCHITECTURES)}")
@@ -58,8 +63,14 @@ def save_weights(
     }
     if training is not None:
         metadata["training"] = json.dumps(training, sort_keys=True)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Beside and renamed into place: a kill mid-write (training's best.safetensors) never leaves half a file.
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(tensors, str(partial), metadata=metadata)
+    # safetensors creates its files 0600; the service's container runs as another user (uid 10001) and must read it.
+    os.chmod(partial, 0o644)
+    os.replace(partial, path)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

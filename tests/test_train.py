@@ -67,6 +67,8 @@ def test_resume_after_ctrl_c_continues_exactly(tiny_set, tmp_path, monkeypatch, 
         train(interrupted)
     assert stopped.value.code == 130
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 4
+    with (tmp_path / "resumed" / "train_log.jsonl").open("a") as log:  # as a SIGKILL after the checkpoint leaves it
+        log.write(json.dumps({"step": 5, "loss": 1.0, "lr": 0.0, "stage": 2}) + '\n{"step": 6, "lo')
     monkeypatch.setattr(train_module, "learning_rate", real_learning_rate)
     train(dataclasses.replace(interrupted, resume=True))
     resumed = read_log(tmp_path / "resumed")
@@ -193,6 +195,41 @@ def test_compile_flag():
 def test_command_line_overrides_the_preset():
     cfg = parse_args(["--preset", "paper", "--max_steps", "10", "--crop", "none", "--no-channels_last"])
     assert (cfg.max_steps, cfg.crop, cfg.channels_last, cfg.lr, cfg.batch_size) == (10, None, False, 2e-3, 2)
+    v3 = parse_args(["--preset", "v3", "--crop", "none", "--init_weights", "none"])  # both set in the preset
+    assert (v3.crop, v3.init_weights, v3.ema_decay) == (None, None, 0.998)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--ema_decay", "1"], "ema_decay must be at least 0 and below 1, not 1.0"),
+        (["--ema_decay", "nan"], "ema_decay must be at least 0 and below 1, not nan"),
+        (["--batch_size", "0"], "batch_size must be at least 1"),
+        (["--lr=-1e-4"], "lr must be a positive number, not -0.0001"),
+        (["--resume", "--out", "{tmp}/nothing"], "no checkpoint to resume at {tmp}/nothing/checkpoint.pt"),
+    ],
+)
+def test_settings_that_cannot_train_end_with_a_message(tmp_path, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        train_module.main([arg.format(tmp=tmp_path) for arg in argv])
+    assert str(stopped.value.code).startswith(f"error: {message.format(tmp=tmp_path)}")
+
+
+def test_resume_takes_the_checkpoints_settings_and_refuses_others(tiny_set, tmp_path):
+    """--resume alone continued a run started with --ema_decay without its average (helper's finding)."""
+    cfg = tiny_config(tiny_set, tmp_path, architecture="DMSHN", max_steps=2, stage2_step=1, ema_decay=0.5)
+    train(cfg)
+    resumed = parse_args(["--preset", "v3", "--out", str(tmp_path), "--resume", "--max_steps", "3"])
+    assert resumed == dataclasses.replace(cfg, max_steps=3, resume=True)
+    train(resumed)
+    assert [entry["step"] for entry in read_log(tmp_path)] == [1, 2, 3]
+    assert "ema" in torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (tmp_path / "best.safetensors").stat().st_mode & 0o777 == 0o644  # the container's user reads it
+    with pytest.raises(SystemExit) as stopped:
+        train_module.main(["--out", str(tmp_path), "--resume", "--ema_decay", "0", "--lr", "1e-3"])
+    assert "was written with other settings: lr 0.0005 (given 0.001), ema_decay 0.5 (given 0.0)" in str(
+        stopped.value.code
+    )
 
 
 def test_evaluate_prints_the_table(tiny_set, tmp_path, capsys):

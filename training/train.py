@@ -4,10 +4,12 @@
     python -m training.train --preset v3 --data data/synth3   # weights v3: a warm restart, 256x256 crops
     python -m training.train --preset paper --data VIDIT_DIR   # the paper's settings
     torchrun --nproc_per_node=4 -m training.train --preset paper --data VIDIT_DIR
-    python -m training.train --preset cpu --resume             # continue from OUT/checkpoint.pt
+    python -m training.train --preset cpu --resume             # continue from OUT/checkpoint.pt, its own settings
     python -m training.train --preset v3 --compile on          # torch.compile the step (auto: where it wins)
 
-Any field of TrainConfig can be overridden: --max_steps 100 --perceptual_weight 0 ...
+Any field of TrainConfig can be overridden: --max_steps 100 --perceptual_weight 0 ... ("none" for an optional one).
+--resume continues with the settings saved in the checkpoint, whatever the preset; of those, only how long it
+runs and how often it validates and saves (RESUME_MAY_CHANGE) may be given again with other values.
 Stage 1 (steps before stage2_step) minimises L2; stage 2 the combined loss
 L1 - 5e-3 SSIM + 0.006 perceptual + 2e-8 TV. --loss l2 or --loss sobel keeps one loss
 throughout (the paper's ablation).
@@ -37,7 +39,7 @@ from model.allocator import reuse_freed_memory
 from model.dmshn import ARCHITECTURES
 from model.pixels import parse_value_range, to_network
 from model.precision import compile_wanted, fast_autocast_dtype
-from model.weights import load_weights, save_weights
+from model.weights import WeightsError, load_weights, save_weights
 from training.baselines import ColourTransfer
 from training.data import DataError, RelightPairs
 from training.evaluate import dark_pixels, evaluate, evaluation_table, format_table, network_method
@@ -88,6 +90,26 @@ class TrainConfig:
     num_workers: int = 0
     resume: bool = False
 
+    def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:  # also refuses NaN; at 1.0 the average would stay at the first step
+            raise ConfigError(f"ema_decay must be at least 0 and below 1, not {self.ema_decay}")
+        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"lr must be a positive number, not {self.lr}")
+
+
+class ConfigError(ValueError):
+    """A TrainConfig that cannot train, or a --resume whose settings differ from its checkpoint's."""
+
+
+# Settings a resumed run may change: how long it runs, how often it validates and saves, speed-only ones, and
+# where its folder is now.
+RESUME_MAY_CHANGE = frozenset(
+    {"max_steps", "eval_every", "eval_images", "checkpoint_every", "num_workers", "compile", "resume", "out"}
+)
+
 
 PRESETS = {
     # 2500 epochs of VIDIT's 300 training pairs at batch 2 = 375,000 steps, the two stages halved.
@@ -129,18 +151,52 @@ PRESETS = {
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
+    """The preset with the options given on top ("none" sets an optional field to None); with --resume, the
+    configuration saved in OUT/checkpoint.pt instead of the preset, so a run started with overrides resumes with
+    them. Raises ConfigError for settings that cannot train (TrainConfig.__post_init__)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     for field in dataclasses.fields(TrainConfig):
+        # SUPPRESS: an option not given is absent, so "--crop none" (None) still overrides the preset.
         if field.type is bool:
-            parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
         else:
-            parser.add_argument(
-                f"--{field.name}", type=parse_field(field.type), default=None, metavar=field.name.upper()
-            )
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "preset" and v is not None}
-    return dataclasses.replace(PRESETS[args.preset], **overrides)
+            parser.add_argument(f"--{field.name}", type=parse_field(field.type), default=argparse.SUPPRESS,
+                                metavar=field.name.upper())  # fmt: skip
+    overrides = vars(parser.parse_args(argv))
+    base = PRESETS[overrides.pop("preset")]
+    if overrides.get("resume"):
+        saved = saved_config(Path(overrides.get("out", base.out)) / "checkpoint.pt")
+        if saved is not None:
+            base = saved
+    return dataclasses.replace(base, **overrides)
+
+
+def saved_config(checkpoint_path: Path) -> TrainConfig | None:
+    """The configuration a checkpoint was written with (fields added since take their defaults); None without
+    a checkpoint. mmap: the 170 MB of tensors beside it are not read."""
+    if not checkpoint_path.is_file():
+        return None
+    saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)["config"]
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{name: value for name, value in saved.items() if name in known})
+
+
+def check_resumable(cfg: TrainConfig, checkpoint_path: Path, saved: dict) -> None:
+    """Raise ConfigError naming each setting, outside RESUME_MAY_CHANGE, where cfg differs from the checkpoint's
+    saved configuration: a resumed run continues the same optimisation (a different average, loss or data
+    would silently be another experiment under the old one's name)."""
+    defaults = asdict(TrainConfig())
+    differ = [
+        f"{name} {saved.get(name, defaults[name])!r} (given {value!r})"
+        for name, value in asdict(cfg).items()
+        if name not in RESUME_MAY_CHANGE and saved.get(name, defaults[name]) != value
+    ]
+    if differ:
+        raise ConfigError(
+            f"{checkpoint_path} was written with other settings: {', '.join(differ)}; resume with its own "
+            "settings (--resume alone takes them) or start another run in another --out"
+        )
 
 
 def parse_field(kind):
@@ -298,6 +354,8 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     value_range = parse_value_range(cfg.value_range)
     out = Path(cfg.out)
+    if cfg.resume and not (out / "checkpoint.pt").is_file():  # before any work
+        raise ConfigError(f"no checkpoint to resume at {out / 'checkpoint.pt'}: start without --resume")
     if cfg.loss == "two-stage" and cfg.perceptual_weight:
         find_vgg16_weights(cfg.vgg_weights)  # fail before any work, not at the stage switch
     roots = data_roots(cfg)
@@ -333,11 +391,12 @@ def train(cfg: TrainConfig) -> Path:
     checkpoint_path = out / "checkpoint.pt"
     if cfg.resume:
         state = torch.load(checkpoint_path, map_location=run.device, weights_only=True)
+        check_resumable(cfg, checkpoint_path, state["config"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:  # a checkpoint from before the fused optimizer carries fused=None
             group.update(fused=optimizer.defaults["fused"], foreach=optimizer.defaults["foreach"])
-        if ema is not None and "ema" in state:
+        if ema is not None:
             ema.load_state_dict(state["ema"])
         scaler.load_state_dict(state["scaler"])
         step, best_psnr, elapsed = state["step"], state["best_psnr"], state["elapsed_s"]
@@ -370,8 +429,16 @@ def train(cfg: TrainConfig) -> Path:
         served.train()
         return metrics
 
-    # One JSON line per step: the loss curve, and what the resume test compares.
-    log = (out / "train_log.jsonl").open("a") if run.main else None
+    # One JSON line per step: the loss curve, and what the resume test compares. Line-buffered, so a killed run
+    # keeps its lines; a resumed one first drops those past its checkpoint, which it is about to run again.
+    log = None
+    if run.main:
+        log_path = out / "train_log.jsonl"
+        if cfg.resume and log_path.exists():
+            kept = [line for line in log_path.read_text().splitlines(keepends=True) if line.endswith("\n")
+                    and json.loads(line)["step"] <= step]  # fmt: skip
+            log_path.write_text("".join(kept))
+        log = log_path.open("a", buffering=1)
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not run.main, dynamic_ncols=True)
     started = time.perf_counter()
     stage = 0
@@ -438,7 +505,11 @@ def train(cfg: TrainConfig) -> Path:
         if not best.exists():
             summary = training_summary(cfg, step, wall, {}, run.device, start)
             save_weights(served, best, value_range, summary, cfg.storage_dtype)
-        record_final_evaluation(cfg, best, roots, run.device, amp_dtype, wall)
+        try:
+            record_final_evaluation(cfg, best, roots, run.device, amp_dtype, wall)
+        except KeyboardInterrupt:
+            print(f"interrupted in the final evaluation; {best} is whole, --resume evaluates it again")
+            raise SystemExit(130) from None
     if run.world > 1:
         dist.destroy_process_group()
     return out / "best.safetensors"
@@ -463,10 +534,9 @@ def record_final_evaluation(cfg, best: Path, roots: list[Path], device, amp_dtyp
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(argv)
     try:
-        train(cfg)
-    except (VGGWeightsMissing, DataError) as error:
+        train(parse_args(argv))
+    except (VGGWeightsMissing, DataError, ConfigError, WeightsError) as error:
         raise SystemExit(f"error: {error}") from None
 
 
