@@ -1,5 +1,7 @@
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -35,12 +37,35 @@ def test_a_killed_run_resumes_where_it_stopped_and_refuses_other_arguments(tiny_
     for side in ("input", "target"):
         (copy / "validation" / side / "Image004.png").unlink()
     (copy / "train" / "input" / "Image002.png").unlink()  # killed between a pair's target and its input
+    (copy / "train" / "target" / "Image001.png").unlink()  # a target lost afterwards
     write_dataset(copy, train=3, val=2, size=48, seed=7)
     assert np.array_equal(np.asarray(Image.open(copy / "train" / "input" / "Image000.png")), marker)
-    for name in ("validation/input/Image004.png", "validation/target/Image004.png", "train/input/Image002.png"):
+    again = ("validation/input/Image004.png", "validation/target/Image004.png", "train/input/Image002.png",
+             "train/target/Image001.png")  # fmt: skip
+    for name in again:
         assert (copy / name).read_bytes() == (tiny_set / name).read_bytes(), name
-    with pytest.raises(ValueError, match="other arguments"):
+    with pytest.raises(ValueError, match=r"--seed 7 \(asked 8\)"):
         write_dataset(copy, train=3, val=2, size=48, seed=8)
+    with pytest.raises(ValueError, match=r"generator_version '1' \(asked '2'\)"):
+        write_dataset(copy, train=3, val=2, size=48, seed=7, version="2")
+    (copy / "meta.json").unlink()  # images without meta.json: another program's, or a run of unknown arguments
+    with pytest.raises(ValueError, match=r"holds images but no meta\.json"):
+        write_dataset(copy, train=3, val=2, size=48, seed=7)
+
+
+def test_the_command_says_what_is_wrong_without_a_traceback(tiny_set, tmp_path):
+    command = [sys.executable, "-m", "training.synth", "--train", "1", "--val", "0", "--size", "16"]
+    (tmp_path / "a_file").write_text("")
+    refused = {
+        "--out {tmp}/a_file": "is a file, not a folder",
+        "--out {tmp}/x --size 0": "argument --size: must be at least 8, not 0",
+        "--out {tmp}/x --train -2": "argument --train: must be at least 0, not -2",
+        f"--out {tiny_set} --version 1 --seed 9": "made with other arguments or renderer: --train 3 (asked 1);",
+        f"--out {tiny_set} --train 3 --val 2 --size 48 --seed 7": "generator_version '1' (asked '2'); lights differ.",
+    }
+    for args, message in refused.items():
+        run = subprocess.run(command + args.format(tmp=tmp_path).split(), capture_output=True, text=True, timeout=120)
+        assert run.returncode in (1, 2) and message in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
 def test_layout_and_meta(tiny_set):

@@ -30,23 +30,43 @@ def main(argv: list[str] | None = None) -> None:
         "python -m training.synth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--train", type=int, default=300)
-    parser.add_argument("--val", type=int, default=45)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=at_least(0), default=300)
+    parser.add_argument("--val", type=at_least(0), default=45)
+    parser.add_argument("--size", type=at_least(8), default=512, help="pixels, each side")
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--version", choices=GENERATOR_VERSIONS, default="2", help="3 needs Mitsuba (the train extra)")
-    parser.add_argument("--supersample", type=int, default=2, help="v1, v2: rays per pixel side, averaged")
-    parser.add_argument("--spp", type=int, default=32, help="v3: samples per pixel")
-    parser.add_argument("--workers", type=int, default=None, help="v3: render processes (default: one per core)")
+    parser.add_argument("--supersample", type=at_least(1), default=2, help="v1, v2: rays per pixel side, averaged")
+    parser.add_argument("--spp", type=at_least(1), default=32, help="v3: samples per pixel")
+    parser.add_argument("--workers", type=at_least(1), default=None, help="v3: render processes (default: 1 per core)")
     parser.add_argument("--variant", default=None, help="v3: Mitsuba variant (default: the fastest that works here)")
     args = parser.parse_args(argv)
-    if args.version == "3":
-        # Imported here: v3's textures need the train extra (scipy, scikit-image), v1 and v2 do not.
-        from training.synth.v3.write import write_dataset_v3
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file, not a folder")
+    try:
+        if args.version == "3":
+            # Imported here: v3's textures need the train extra (scipy, scikit-image), v1 and v2 do not.
+            from training.synth.v3.write import write_dataset_v3
 
-        seconds = write_dataset_v3(
-            args.out, args.train, args.val, args.size, args.seed, args.spp, args.workers, args.variant
-        )
-    else:
-        seconds = write_dataset(args.out, args.train, args.val, args.size, args.seed, args.supersample, args.version)
-    print(f"wrote {args.train} train + {args.val} validation pairs at {args.size}x{args.size} in {seconds:.1f} s")
+            seconds = write_dataset_v3(
+                args.out, args.train, args.val, args.size, args.seed, args.spp, args.workers, args.variant
+            )
+        else:
+            seconds = write_dataset(
+                args.out, args.train, args.val, args.size, args.seed, args.supersample, args.version
+            )
+    except (ValueError, OSError) as error:  # another set in --out, a full disk, a read-only folder
+        parser.exit(1, f"error: {error}\n")
+    print(f"{args.out} holds {args.train} train + {args.val} validation pairs at {args.size}x{args.size} "
+          f"(this run: {seconds:.1f} s)")  # fmt: skip
+
+
+def at_least(low: int):
+    """An argparse type: an int not below `low`, else argparse's own usage error."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    return parse

@@ -66,7 +66,7 @@ def save_png(pixels: np.ndarray, path: Path) -> None:
 
 
 def save_pair(out: Path, split: str, number: int, source: np.ndarray, target: np.ndarray) -> None:
-    """Write one pair, the target first: a pair whose input exists is whole (generator v3 resumes on that)."""
+    """Write one pair, the target first: a pair whose input exists is whole (the generators resume on that)."""
     save_png(target, pair_path(out, split, "target", number))
     save_png(source, pair_path(out, split, "input", number))
 
@@ -76,16 +76,36 @@ def set_meta(version: str, arguments: dict, **record) -> dict:
     return {"generator": GENERATOR, "generator_version": version, "arguments": arguments, **record}
 
 
+def pair_done(out: Path, split: str, number: int) -> bool:
+    """Whether both files of a pair are there: what a resumed run skips."""
+    return all(pair_path(out, split, side, number).exists() for side in SIDES)
+
+
 def write_meta(out: Path, meta: dict) -> None:
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    """OUT/meta.json, through a temporary name and rename: a full disk never leaves one a rerun cannot read."""
+    partial = out / ".meta.json.partial"
+    partial.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(partial, out / "meta.json")
 
 
 def check_same_set(out: Path, meta: dict) -> None:
-    """Raise ValueError when `out` already holds a set whose meta.json differs from `meta` in any of its keys."""
+    """Raise ValueError when `out` already holds a set whose meta.json differs from `meta` (naming each key and
+    argument that differs), or images without a meta.json (another program's, or an unknown generator's)."""
     meta_path = out / "meta.json"
-    if meta_path.exists():
+    if not meta_path.exists():
+        if any(out.glob("*/*/*.png")):
+            raise ValueError(f"{out} holds images but no meta.json, so not a set of these arguments: use another --out")
+        return
+    try:
         before = json.loads(meta_path.read_text())
-        if {k: before.get(k) for k in meta} != json.loads(json.dumps(meta)):
-            raise ValueError(
-                f"{out} holds a set made with other arguments or renderer ({meta_path}): use another --out"
-            )
+    except json.JSONDecodeError:
+        raise ValueError(f"{meta_path} is not JSON: remove it if the images beside it are this set's") from None
+    wanted = json.loads(json.dumps(meta))
+    differ = [f"{key} differ" if isinstance(value, dict) else f"{key} {before.get(key)!r} (asked {value!r})"
+              for key, value in wanted.items() if key != "arguments" and before.get(key) != value]  # fmt: skip
+    arguments = before.get("arguments") or {}
+    differ += [f"--{name} {arguments.get(name)!r} (asked {value!r})" for name, value in wanted["arguments"].items()
+               if arguments.get(name) != value]  # fmt: skip
+    if differ:
+        raise ValueError(f"{out} holds a set made with other arguments or renderer: {'; '.join(differ)}. Use "
+                         "another --out, or the same arguments to finish it")  # fmt: skip

@@ -30,7 +30,7 @@ from training.synth.layout import (
     Light,
     check_same_set,
     make_layout,
-    pair_path,
+    pair_done,
     save_pair,
     scene_number,
     scene_rng,
@@ -449,7 +449,7 @@ def write_dataset(
     jobs = [
         (split, i)
         for split, i in [("train", i) for i in range(train)] + [("validation", i) for i in range(val)]
-        if not pair_path(out, split, "input", scene_number(split, i, train)).exists()
+        if not pair_done(out, split, scene_number(split, i, train))
     ]
     for split, i in tqdm(jobs, desc="rendering", unit="pair"):
         pair = raycast_pair(scene_rng(seed, split, i), size, lights, supersample, version)

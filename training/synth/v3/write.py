@@ -13,8 +13,8 @@ at 16, 44.4/42.0 at 32 (the default) and 46.2/42.6 at 64; a nature scene within 
 45.9/44.5 and 48.4/47.0: about one 8-bit level RMS at 32. The point light is sampled directly
 at every bounce, so only the indirect light is noisy, and what no light reaches is exactly 0.
 
-Resuming: a pair whose input PNG exists is done (the target is written first, and each file
-is renamed into place whole), and the run skips it. meta.json, written before any pair,
+Resuming: a pair whose two PNGs exist is done (each file is renamed into place whole), and
+the run skips it. meta.json, written before any pair,
 records the arguments; a run with different ones refuses the folder instead of mixing sets.
 """
 
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from training.synth.layout import (
     check_same_set,
     make_layout,
-    pair_path,
+    pair_done,
     save_pair,
     scene_number,
     scene_rng,
@@ -114,7 +114,7 @@ def write_dataset_v3(
     jobs = [
         (out, seed, split, i, scene_number(split, i, train), size, spp)
         for split, i in order
-        if not pair_path(out, split, "input", scene_number(split, i, train)).exists()
+        if not pair_done(out, split, scene_number(split, i, train))
     ]
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, len(jobs)))
