@@ -93,7 +93,9 @@ class TrainConfig:
     def __post_init__(self):
         if not 0.0 <= self.ema_decay < 1.0:  # also refuses NaN; at 1.0 the average would stay at the first step
             raise ConfigError(f"ema_decay must be at least 0 and below 1, not {self.ema_decay}")
-        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
+        if self.max_steps < 0:  # 0: no step, the start's evaluation only
+            raise ConfigError(f"max_steps must be at least 0, not {self.max_steps}")
+        for name in ("batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not self.lr > 0 or not math.isfinite(self.lr):
