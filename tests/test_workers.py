@@ -21,8 +21,8 @@ def post(url, data: bytes, filename="scene.png", timeout=60.0, **kwargs):
     return httpx.post(url + "/relight", files={"image": (filename, data)}, timeout=timeout, **kwargs)
 
 
-# The model process's forward pass at a known cost (tests/engines.py): 3 s for a 1024x1024 upload on any CPU.
-# 10 s for the 1024x1024 blocker: room for the next upload to be admitted behind it on a loaded machine.
+# The model process's forward pass at a known cost (tests/engines.py): 10 s for a 1024x1024 upload on any CPU,
+# room for the next upload to be admitted behind it on a loaded machine.
 PACED = {"command": [sys.executable, "-m", "tests.engines"], "test_seconds_per_megapixel": 10}
 
 

@@ -179,7 +179,12 @@ def saved_config(checkpoint_path: Path) -> TrainConfig | None:
     a checkpoint. mmap: the 170 MB of tensors beside it are not read."""
     if not checkpoint_path.is_file():
         return None
-    saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)["config"]
+    return config_from_saved(torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)["config"])
+
+
+def config_from_saved(saved: dict) -> TrainConfig:
+    """A checkpoint's saved configuration (asdict of the TrainConfig that wrote it): fields added since take their
+    defaults, fields removed since are dropped."""
     known = {field.name for field in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{name: value for name, value in saved.items() if name in known})
 
@@ -188,11 +193,11 @@ def check_resumable(cfg: TrainConfig, checkpoint_path: Path, saved: dict) -> Non
     """Raise ConfigError naming each setting, outside RESUME_MAY_CHANGE, where cfg differs from the checkpoint's
     saved configuration: a resumed run continues the same optimisation (a different average, loss or data
     would silently be another experiment under the old one's name)."""
-    defaults = asdict(TrainConfig())
+    saved = asdict(config_from_saved(saved))
     differ = [
-        f"{name} {saved.get(name, defaults[name])!r} (given {value!r})"
+        f"{name} {saved[name]!r} (given {value!r})"
         for name, value in asdict(cfg).items()
-        if name not in RESUME_MAY_CHANGE and saved.get(name, defaults[name]) != value
+        if name not in RESUME_MAY_CHANGE and saved[name] != value
     ]
     if differ:
         raise ConfigError(

@@ -9,6 +9,7 @@ whatever the order of work, and validation scenes never repeat training ones.
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,15 +59,21 @@ def make_layout(out: Path) -> None:
             (out / split / side).mkdir(parents=True, exist_ok=True)
 
 
-def save_png(pixels: np.ndarray, path: Path) -> None:
-    """Write uint8 (H, W, 3) through a temporary name and rename, so a killed run never leaves half a file."""
+def write_whole(path: Path, write: Callable[[Path], None]) -> None:
+    """write(a temporary name beside `path`), then rename it to `path`: a killed run or a full disk never leaves
+    half a file under the real name."""
     partial = path.with_name(f".{path.name}.partial")
-    Image.fromarray(pixels).save(partial, format="PNG")
+    write(partial)
     os.replace(partial, path)
 
 
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write uint8 (H, W, 3) as a PNG, whole or not at all (write_whole)."""
+    write_whole(path, lambda partial: Image.fromarray(pixels).save(partial, format="PNG"))
+
+
 def save_pair(out: Path, split: str, number: int, source: np.ndarray, target: np.ndarray) -> None:
-    """Write one pair, the target first: a pair whose input exists is whole (the generators resume on that)."""
+    """Write one pair, each file whole; a resumed run redoes the pair unless both are there (pair_done)."""
     save_png(target, pair_path(out, split, "target", number))
     save_png(source, pair_path(out, split, "input", number))
 
@@ -82,10 +89,8 @@ def pair_done(out: Path, split: str, number: int) -> bool:
 
 
 def write_meta(out: Path, meta: dict) -> None:
-    """OUT/meta.json, through a temporary name and rename: a full disk never leaves one a rerun cannot read."""
-    partial = out / ".meta.json.partial"
-    partial.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(partial, out / "meta.json")
+    """OUT/meta.json, whole or not at all (write_whole): a full disk never leaves one a rerun cannot read."""
+    write_whole(out / "meta.json", lambda partial: partial.write_text(json.dumps(meta, indent=2) + "\n"))
 
 
 def check_same_set(out: Path, meta: dict) -> None:

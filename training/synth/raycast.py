@@ -435,8 +435,8 @@ def write_dataset(
 ) -> float:
     """Render the set in VIDIT track-1 layout; returns seconds taken.
 
-    Resumable as generator v3 is: a pair whose input PNG exists is done (save_pair writes the target first), so a
-    killed run started again with the same arguments renders only the rest, byte for byte what one run writes.
+    Resumable as generator v3 is: a pair whose two PNGs exist is done (layout.pair_done), so a killed run started
+    again with the same arguments renders only the rest, byte for byte what one run writes.
     Raises ValueError when `out` holds a set made with other arguments.
     """
     start = time.perf_counter()
