@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from model.dmshn import ARCHITECTURES
+from model.files import write_whole
 from model.pixels import ValueRange, format_value_range, parse_value_range
 
 # The weights the service serves when RELIGHT_WEIGHTS is not set (a source checkout's weights/).
@@ -65,12 +66,15 @@ def save_weights(
         metadata["training"] = json.dumps(training, sort_keys=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Beside and renamed into place: a kill mid-write (training's best.safetensors) never leaves half a file.
-    partial = path.with_name(f".{path.name}.partial")
-    save_file(tensors, str(partial), metadata=metadata)
-    # safetensors creates its files 0600; the service's container runs as another user (uid 10001) and must read it.
-    os.chmod(partial, 0o644)
-    os.replace(partial, path)
+
+    def write(partial: Path) -> None:
+        save_file(tensors, str(partial), metadata=metadata)
+        # safetensors creates its files 0600; the service's container runs as another user (uid 10001) and must
+        # read them.
+        os.chmod(partial, 0o644)
+
+    # A kill mid-write (training's best.safetensors) never leaves half a file.
+    write_whole(path, write)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,7 @@
+import errno
 import json
+import os
+import stat
 import struct
 import subprocess
 import sys
@@ -10,6 +13,7 @@ from safetensors.torch import save_file
 from model import DMSHN, StackedDMSHN
 from model.convert import load_authors_checkpoint
 from model.convert import main as convert_main
+from model.files import write_whole
 from model.weights import WeightsError, load_weights, read_metadata, save_weights
 from tests.authors_dmshn import build as build_authors
 from tests.weight_files import write_dtype_torch_lacks
@@ -41,6 +45,27 @@ def test_float16_storage_loads_to_any_dtype(tmp_path, stacked):
     model, _ = load_weights(path)
     original = stacked.net1.encoder_lv1.scale1[0].weight
     assert torch.equal(model.net1.encoder_lv1.scale1[0].weight, original.half().float())
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_partial_one(tmp_path, stacked):
+    path = tmp_path / "w.safetensors"
+    save_weights(stacked, path, (-0.5, 0.5))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the container's user (uid 10001) reads what root trained
+    before = path.read_bytes()
+
+    def disk_fills(partial):
+        partial.write_bytes(before[:1000])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_whole(path, disk_fills)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["w.safetensors"]
+    # The rename itself fails here (the name is a folder): the written partial file goes too.
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        save_weights(stacked, folder, (-0.5, 0.5))
+    assert sorted(os.listdir(tmp_path)) == ["taken", "w.safetensors"] and not os.listdir(folder)
 
 
 def test_metadata_is_read_without_tensors(tmp_path):

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from model.allocator import reuse_freed_memory
 from model.dmshn import ARCHITECTURES
+from model.files import write_whole
 from model.pixels import parse_value_range, to_network
 from model.precision import compile_wanted, fast_autocast_dtype
 from model.weights import WeightsError, load_weights, save_weights
@@ -349,9 +350,7 @@ def training_summary(
 
 def save_checkpoint(path: Path, **state) -> None:
     """Written beside and renamed into place, so an interrupted save never leaves a broken checkpoint."""
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.replace(path)
+    write_whole(path, lambda partial: torch.save(state, partial))
 
 
 def train(cfg: TrainConfig) -> Path:

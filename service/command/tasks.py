@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from model.files import write_whole
 from service.codecs.formats import SUFFIX_FORMATS, answer_suffix, same_format
 from service.codecs.imaging import DecodedImage, ImageError, encode
 
@@ -47,9 +48,7 @@ def file_task(source: Path, output: Path | None) -> Task:
 def write(task: Task, data: bytes) -> None:
     """Written beside and renamed into place: an interrupted run never leaves half a file to be skipped."""
     task.target.parent.mkdir(parents=True, exist_ok=True)
-    partial = task.target.with_name(task.target.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(task.target)
+    write_whole(task.target, lambda partial: partial.write_bytes(data))
 
 
 def answer(decoded: DecodedImage, relit: np.ndarray, image_format: str | None) -> bytes:

@@ -8,13 +8,13 @@ whatever the order of work, and validation scenes never repeat training ones.
 """
 
 import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from model.files import write_whole
 
 GENERATOR = "relight training.synth"  # meta.json's "generator"
 SPLITS = {"train": 0, "validation": 1}
@@ -57,14 +57,6 @@ def make_layout(out: Path) -> None:
     for split in SPLITS:
         for side in SIDES:
             (out / split / side).mkdir(parents=True, exist_ok=True)
-
-
-def write_whole(path: Path, write: Callable[[Path], None]) -> None:
-    """write(a temporary name beside `path`), then rename it to `path`: a killed run or a full disk never leaves
-    half a file under the real name."""
-    partial = path.with_name(f".{path.name}.partial")
-    write(partial)
-    os.replace(partial, path)
 
 
 def save_png(pixels: np.ndarray, path: Path) -> None:
