@@ -13,7 +13,7 @@ import pytest
 
 from tests.engines import POISON, SLOW
 from tests.images import decode, encode, png_with_header, scene
-from tests.server import running_server, wait_until
+from tests.server import running_server, wait_for_metric, wait_until
 
 
 def post(url, data: bytes, filename="scene.png", params=None, headers=None, timeout=60.0):
@@ -224,6 +224,31 @@ def test_sigterm_during_warm_up_ends_the_process_at_once(weights_file, tmp_path,
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
     assert "stopped during warm-up" in server.log()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_signal_exits_at_once_leaving_the_accepted_request(weights_file, tmp_path, workers):
+    """Ctrl-C twice: the first drains, waiting for the image the model is on (a 40 s pass here); the second ends
+    the process by its signal, the model process too, and the client's connection closes unanswered."""
+    with running_server(
+        weights_file, tmp_path, command=[sys.executable, "-m", "tests.engines"], max_wait_ms=0, workers=workers,
+        test_seconds_per_megapixel=40,
+    ) as server:  # fmt: skip
+        batches_before = server.metric("relight_batch_size_count")
+        with ThreadPoolExecutor(1) as pool:
+            accepted = pool.submit(post, server.url, encode(scene(1024, 1024)), timeout=120)
+            wait_for_metric(server, "relight_batch_size_count", batches_before + 1)
+            server.process.send_signal(signal.SIGINT)
+            time.sleep(1)
+            assert server.process.poll() is None, "the first signal drains: the accepted image is still running"
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGINT)
+            assert server.process.wait(timeout=20) in (130, -signal.SIGINT)
+            assert time.monotonic() - started < 20
+            with pytest.raises(httpx.TransportError):
+                accepted.result()
+    assert "again: exiting without waiting for 1 accepted requests" in server.log()
+    assert "Traceback" not in server.log()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

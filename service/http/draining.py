@@ -1,11 +1,13 @@
 """uvicorn's server with a draining shutdown, in relight-serve and in each of its HTTP workers.
 
 On SIGTERM or Ctrl-C the service stops taking new /relight requests (503, /readyz 503),
-answers every request it already accepted, then exits 0. A second signal exits at once.
+answers every request it already accepted, then exits 0. A second signal exits at once, by that signal
+(exit code 143 for SIGTERM, 130 for Ctrl-C), its accepted requests unanswered.
 """
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -13,10 +15,12 @@ import uvicorn
 
 from service.http.state import ServiceState
 
+log = logging.getLogger("relight")
+
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server; serving() is called on the event loop once the app has started (relight-serve then acts
-    on SIGHUP, service.http.hangup)."""
+    on SIGHUP, service.batching.hangup)."""
 
     def __init__(self, config: uvicorn.Config, state: ServiceState, serving: Callable[[], None] = lambda: None):
         super().__init__(config)
@@ -29,8 +33,14 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig, frame) -> None:
         if self.drain_task is not None:
-            return super().handle_exit(sig, frame)
-        logging.getLogger("relight").info("signal %d: draining %d accepted requests", sig, self.state.in_flight)
+            # A second signal: exit now, by it. Not through uvicorn's handle_exit, which forces only on a SIGINT after
+            # its own shutdown has begun and otherwise waits for every open connection (what the drain already does);
+            # nor through asyncio's and Python's shutdown, which answer the open requests 500 as their tasks are
+            # cancelled and then wait for the thread still running a batch.
+            log.warning("signal %d again: exiting without waiting for %d accepted requests", sig, self.state.in_flight)
+            logging.shutdown()
+            os._exit(128 + sig)
+        log.info("signal %d: draining %d accepted requests", sig, self.state.in_flight)
         self.state.draining = True
         self.drain_task = asyncio.get_event_loop().create_task(self.drain())
 

@@ -174,6 +174,12 @@ def supervise(
     os.close(wake)
     port_held.close()
     if model.is_alive():
-        to_model.send("stop")
+        if len(signals) > 1:
+            # A second signal: the workers have left their accepted requests; the batch the model is running
+            # would only delay the exit.
+            model.terminate()
+            status = status or 128 + signals[-1]
+        else:
+            to_model.send("stop")
         model.join()
     return status
