@@ -206,6 +206,11 @@ def test_command_line_overrides_the_preset():
         (["--ema_decay", "nan"], "ema_decay must be at least 0 and below 1, not nan"),
         (["--batch_size", "0"], "batch_size must be at least 1"),
         (["--lr=-1e-4"], "lr must be a positive number, not -0.0001"),
+        # A typo trained L2 throughout and recorded "l1" in the weight file; the others failed later in a traceback.
+        (["--loss", "l1"], "loss must be one of two-stage, l2, sobel, not 'l1'"),
+        (["--amp", "bf61"], "amp must be one of auto, off, bf16, fp16, not 'bf61'"),
+        (["--compile", "yes"], "compile must be one of auto, on, off, not 'yes'"),
+        (["--storage_dtype", "bf16"], "storage_dtype must be one of float16, float32, not 'bf16'"),
         (["--resume", "--out", "{tmp}/nothing"], "no checkpoint to resume at {tmp}/nothing/checkpoint.pt"),
     ],
 )

@@ -40,13 +40,17 @@ from model.dmshn import ARCHITECTURES
 from model.files import write_whole
 from model.pixels import parse_value_range, to_network
 from model.precision import compile_wanted, fast_autocast_dtype
-from model.weights import WeightsError, load_weights, save_weights
+from model.weights import STORAGE_DTYPES, WeightsError, load_weights, save_weights
 from training.baselines import ColourTransfer
 from training.data import DataError, RelightPairs
 from training.evaluate import dark_pixels, evaluate, evaluation_table, format_table, network_method
 from training.identity_init import colour_init_, identity_init_
 from training.losses import CombinedLoss, CombinedSobelLoss, L2Loss
 from training.vgg import VGG16Features, VGGWeightsMissing, find_vgg16_weights
+
+LOSSES = ("two-stage", "l2", "sobel")
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+COMPILE_CHOICES = ("auto", "on", "off")
 
 
 @dataclass
@@ -101,6 +105,13 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ConfigError(f"lr must be a positive number, not {self.lr}")
+        # Named choices, checked before any work: a typo would otherwise train another loss and record the typo, or
+        # fail with a traceback at the first save.
+        choices = {"loss": LOSSES, "amp": AMP_CHOICES, "compile": COMPILE_CHOICES,
+                   "storage_dtype": tuple(STORAGE_DTYPES), "architecture": tuple(ARCHITECTURES)}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
 
 
 class ConfigError(ValueError):
