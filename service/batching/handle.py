@@ -20,7 +20,7 @@ Deadlines are `time.monotonic()` values (one clock for every process on a machin
 import asyncio
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 from urllib.parse import quote
 
 import numpy as np
@@ -78,6 +78,21 @@ class Backlogged(Exception):
         self.retry_after_s, self.ahead_s = retry_after_s, ahead_s
 
 
+class ModelDescription(TypedDict, total=False):
+    """What is served, as description() returns it (GET /info's model, /readyz, the reload answer, trace
+    attributes). Empty until a worker's first status from the model process arrives (RemoteModel)."""
+
+    architecture: str  # a key of model.dmshn.ARCHITECTURES
+    weights: str  # the file's name in RELIGHT_WEIGHTS's folder
+    weights_sha256: str  # the whole file's, hex
+    weights_tag: str  # "FILE sha256:PREFIX" (weights_tag), as the Relight-Weights header
+    weights_since: str  # when these weights began answering, ISO 8601 UTC, seconds
+    value_range: list[float]  # [low, high], the network's pixel range
+    device: str  # torch's name: "cpu", "cuda:0"
+    dtype: str  # "float32", "bfloat16", "float16"
+    compiled_shapes: list[list[int]]  # [batch, height, width] shapes torch.compile has built
+
+
 @dataclass
 class Outcome:
     """A relit image and how it was made: the one result type, whichever side of a process boundary ran it."""
@@ -110,11 +125,10 @@ class ModelHandle(Protocol):
     async def stop(self) -> None:
         """In the app's lifespan: answer every accepted image, then stop."""
 
-    def description(self) -> dict:
-        """What is served: architecture, weights, weights_sha256, weights_tag, weights_since (ISO 8601 UTC),
-        value_range, device, dtype, compiled_shapes."""
+    def description(self) -> ModelDescription:
+        """What is served (ModelDescription)."""
 
-    async def reload(self, name: str | None = None, wait: bool = False) -> dict:
+    async def reload(self, name: str | None = None, wait: bool = False) -> ModelDescription:
         """Swap to the weight file `name` in RELIGHT_WEIGHTS's folder (None: RELIGHT_WEIGHTS itself) while serving;
         returns the description() after it. One swap at a time: with `wait`, after the one in progress; without,
         SwapBusy. Raises SwapRefused (the live weights unchanged) or NotAccepting."""

@@ -4,8 +4,31 @@ each framed by its length (4 bytes, big-endian). The kinds and their values: ser
 import asyncio
 import pickle
 import struct
+from typing import NamedTuple
+
+from service.batching.handle import ModelDescription
 
 LENGTH = struct.Struct("!I")
+
+
+class Answered(NamedTuple):
+    """An `answer` message's value when the image was relit: how it was made (service.batching.handle.Outcome's
+    fields but the image, which the model process has written into the worker's shared buffer)."""
+
+    queue_s: float
+    inference_s: float
+    batch_size: int
+    tiles: int
+    weights: str
+
+
+class Status(NamedTuple):
+    """A `status` message's value, pushed by the model process: whether warm-up has run, why it failed, and what
+    is served."""
+
+    ready: bool
+    warmup_error: str | None
+    description: ModelDescription
 
 
 def frame(message: tuple) -> bytes:

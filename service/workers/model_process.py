@@ -8,9 +8,9 @@ messages (service.workers.messages):
     admit    (height, width, deadline)  -> reply None, or TooBig / Backlogged
     release  None
     submit   (path, capacity, shape, deadline)
-                                        -> later an answer: (queue_s, inference_s, batch_size,
-                                           tiles), the relit pixels written into the same shared
-                                           buffer; or QueueFull / NotAccepting / DeadlinePassed /
+                                        -> later an answer: Answered (timings and the weights),
+                                           the relit pixels written into the same shared buffer;
+                                           or QueueFull / NotAccepting / DeadlinePassed /
                                            InferenceFailed
     withdraw reason                     -> reply None: no answer will be written after it
     forget   path                          the worker deleted that buffer: unmap it
@@ -18,7 +18,7 @@ messages (service.workers.messages):
     reload   (file name or None, wait)  -> reply, after the swap: the model description, or SwapRefused /
                                            NotAccepting (service.batching.weights_swap)
 
-and this process pushes `status` (ready, warm-up error, model description) when a worker
+and this process pushes `status` (Status: ready, warm-up error, model description) when a worker
 connects, when warm-up ends and when the weights change. Keys are the worker's: an admitted upload keeps its key
 through submit. A worker that disconnects has its queued work dropped. Signals go to the
 parent (relight-serve), which tells this process to stop once every worker has drained ("stop"),
@@ -42,12 +42,12 @@ from model.weights import WeightsError
 from service.batching.batcher import Job, Reservation
 from service.batching.engine import Engine
 from service.batching.handle import NotAccepting, SwapRefused
+from service.batching.hangup import HangupSwaps
 from service.batching.local_model import LocalModel
-from service.http.hangup import HangupSwaps
 from service.metrics import process_registry
 from service.settings import Settings
 from service.workers import shared_images
-from service.workers.messages import frame, read_message
+from service.workers.messages import Answered, Status, frame, read_message
 
 log = logging.getLogger("relight.model_process")
 
@@ -76,8 +76,8 @@ async def serve(
     registry = process_registry()
     workers: set[asyncio.StreamWriter] = set()
 
-    def status() -> dict:
-        return {"ready": model.ready, "warmup_error": model.warmup_error, "description": model.description()}
+    def status() -> Status:
+        return Status(model.ready, model.warmup_error, model.description())
 
     def broadcast_status() -> None:
         for writer in workers:
@@ -154,8 +154,8 @@ async def serve_worker(
             return
         outcome = future.result()
         np.copyto(pixels, outcome.image)
-        timings = (outcome.queue_s, outcome.inference_s, outcome.batch_size, outcome.tiles, outcome.weights)
-        send(writer, ("answer", key, timings))
+        answered = Answered(outcome.queue_s, outcome.inference_s, outcome.batch_size, outcome.tiles, outcome.weights)
+        send(writer, ("answer", key, answered))
 
     try:
         while (message := await read_message(reader)) is not None:

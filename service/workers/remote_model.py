@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
-from service.batching.handle import InferenceFailed, NotAccepting, Outcome, QueueFull
+from service.batching.handle import InferenceFailed, ModelDescription, NotAccepting, Outcome, QueueFull
 from service.workers import shared_images
-from service.workers.messages import frame, read_message
+from service.workers.messages import Answered, Status, frame, read_message
 
 log = logging.getLogger("relight.remote_model")
 
@@ -50,7 +50,7 @@ class RemoteModel:
         self.buffers = shared_images.BufferPool(shared_dir, KEEP_IDLE_BYTES, forget=self._forget)
         self.ready = False
         self.warmup_error: str | None = None
-        self._description: dict = {}
+        self._description: ModelDescription = {}
         self._keys = itertools.count()
         self._replies: dict[int, asyncio.Future] = {}
         self._jobs: dict[int, RemoteJob] = {}
@@ -68,10 +68,10 @@ class RemoteModel:
             await self._reading
         self.buffers.close()
 
-    def description(self) -> dict:
+    def description(self) -> ModelDescription:
         return self._description
 
-    async def reload(self, name: str | None = None, wait: bool = False) -> dict:
+    async def reload(self, name: str | None = None, wait: bool = False) -> ModelDescription:
         """The model process swaps (every worker sees the new weights); the description after it."""
         return await self._ask("reload", next(self._keys), (name, wait))
 
@@ -155,9 +155,8 @@ class RemoteModel:
         while (message := await read_message(reader)) is not None:
             kind, key, value = message
             if kind == "status":
-                self.ready, self.warmup_error, self._description = (
-                    value["ready"], value["warmup_error"], value["description"]
-                )  # fmt: skip
+                status: Status = value
+                self.ready, self.warmup_error, self._description = status
             elif kind == "reply":
                 if (reply := self._replies.pop(key, None)) is not None and not reply.done():
                     reply.set_result(value)
@@ -165,7 +164,8 @@ class RemoteModel:
                 if isinstance(value, Exception):
                     job.future.set_exception(value)
                 else:
-                    job.future.set_result(Outcome(job.pixels, *value))
+                    answered: Answered = value
+                    job.future.set_result(Outcome(job.pixels, **answered._asdict()))
         self._lost()
 
     def _lost(self) -> None:
