@@ -35,9 +35,10 @@ class Relight(nn.Module):
     A call relights all of a tensor's images or none of them, drawn once from torch's global
     generator, as torchvision's random transforms do (DataLoader workers seed it per worker).
 
-    The network runs on `device` in the precision the service uses there (bfloat16 on CUDA and on
-    CPUs with fast bf16, float32 elsewhere). Memory grows with H x W x batch: the service's tiling
-    is not applied here, so relight big images through the service or the `relight` command.
+    The network runs on `device` in the precision the service uses there (bfloat16 on CUDA GPUs that
+    have it, else float16; bfloat16 on CPUs with fast bf16; float32 elsewhere). Memory grows with
+    H x W x batch: the service's tiling is not applied here, so relight big images through the service
+    or the `relight` command.
 
     Raises WeightsError (a ValueError) for a weight file that cannot be loaded, ValueError for
     p outside [0, 1] or an input that is not 3-channel.

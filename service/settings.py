@@ -16,7 +16,9 @@ class Settings(BaseSettings):
     weights: Path = Field(SHIPPED_WEIGHTS, description="relight weight file (safetensors)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="auto: bfloat16 where the device runs it fast (CUDA, AVX512-BF16/AMX CPUs), else float32"
+        "auto",
+        description="auto: bfloat16 where the device runs it fast (CUDA GPUs with bf16, AVX512-BF16/AMX CPUs), "
+        "float16 on older GPUs, else float32",
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
@@ -30,7 +32,9 @@ class Settings(BaseSettings):
         1088, ge=64, multiple_of=16, description="images with a side above this are relit in overlapping tiles"
     )
     tile_overlap: int = Field(64, ge=1, description="pixels two neighbouring tiles share, blended with ramps")
-    warmup_tile: bool = Field(True, description="also warm up the tile shape (and time it for admission)")
+    warmup_tile: bool = Field(
+        True, description="also warm up the tile shape, so that the first big image does not build its kernels"
+    )
     max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits for more same-size images")
     max_queue: int = Field(64, ge=1, description="images waiting for the model; beyond this: 503")
     request_timeout_s: float = Field(60.0, gt=0, description="end-to-end deadline; beyond it: 504")

@@ -39,7 +39,7 @@ def qvalue(parameters: list[str]) -> float | None:
     return 1.0
 
 
-def weights(accept: str) -> dict[str, tuple[float, int, int]]:
+def preferences(accept: str) -> dict[str, tuple[float, int, int]]:
     """Each written format some range of `accept` matches -> (q, specificity, position) of the most specific
     one (the first of those, if several)."""
     found: dict[str, tuple[float, int, int]] = {}
@@ -81,7 +81,7 @@ def choose_format(asked: str | None, accept: str | None, source_format: str, wid
             raise ImageError(422, f"{limit_text(asked)}; {size}")
         return asked
     order = default_order(source_format)
-    found = weights(accept or "")
+    found = preferences(accept or "")
     acceptable = [name for name, (q, _, _) in found.items() if q > 0]
     if acceptable:
         ranked = sorted(acceptable, key=lambda name: (-found[name][0], -found[name][1], found[name][2],

@@ -1,4 +1,4 @@
-"""HTTP endpoints: /relight, /metrics, /healthz, /readyz and /."""
+"""HTTP endpoints: /relight, /metrics, /healthz, /readyz, /info and /."""
 
 import asyncio
 import hmac
