@@ -63,6 +63,9 @@ def import_authors_state_dict(state: dict[str, torch.Tensor], source: str = "che
 
 
 def load_authors_checkpoint(path: str | Path) -> nn.Module:
+    """The authors' PyTorch checkpoint (a state dict, possibly wrapped in one more dict or saved from DataParallel)
+    as our network, read with weights_only=True (no pickled code runs). Raises WeightsError for a file that is
+    not such a checkpoint or names a layer our network lacks."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for foreign or hostile files

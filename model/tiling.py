@@ -53,6 +53,8 @@ def axis_weights(length: int, starts: list[int], size: int, overlap: int) -> lis
 
 @dataclass(frozen=True)
 class Window:
+    """A rectangle of an image, in pixels: rows top..top+height, columns left..left+width."""
+
     top: int
     left: int
     height: int
@@ -126,6 +128,7 @@ class TiledImage:
         region += output * weight
 
     def result(self) -> np.ndarray:
+        """The relit image, uint8 (H, W, 3) at the input's size: the blended windows, rounded and clipped."""
         if self._whole is not None:
             return self._whole
         return np.clip(np.rint(self._sum), 0, 255).astype(np.uint8)

@@ -72,6 +72,9 @@ class RequestMetrics:
 
 
 class ModelMetrics:
+    """The queue's and the model's metrics (batch sizes, queue depth, tiles, drops, backlog, the seconds-per-pixel
+    estimate, the live weights), kept by the process that holds the model; names and help texts below."""
+
     def __init__(self, registry: CollectorRegistry, max_batch_size: int):
         self.batch_size = Histogram(
             "relight_batch_size",

@@ -40,6 +40,9 @@ def linear_layers_path() -> Path | None:
 
 
 class LPIPS(nn.Module):
+    """LPIPS v0.1 with AlexNet (Zhang et al. 2018), as the `lpips` package computes it: the perceptual distance
+    between two uint8 (H, W, 3) images, a float; lower is closer."""
+
     def __init__(self, alexnet_state: dict, linear_state: dict):
         super().__init__()
         self.stages = nn.ModuleList([
@@ -79,6 +82,9 @@ class LPIPS(nn.Module):
 
 
 def load_lpips(device: torch.device | str = "cpu") -> LPIPS:
+    """LPIPS on `device` from the AlexNet ImageNet file (RELIGHT_ALEXNET_WEIGHTS, else torchvision's cache) and the
+    linear layers (RELIGHT_LPIPS_WEIGHTS, else the `lpips` package's); nothing is downloaded. Raises
+    LPIPSUnavailable if either is missing."""
     alexnet, linear = alexnet_path(), linear_layers_path()
     if not alexnet.is_file():
         raise LPIPSUnavailable(f"AlexNet ImageNet weights not found at {alexnet} (set RELIGHT_ALEXNET_WEIGHTS)")

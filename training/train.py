@@ -365,6 +365,14 @@ def save_checkpoint(path: Path, **state) -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
+    """The run `cfg` describes, read top to bottom: set-up (torchrun's ranks, the data, the start: a warm restart,
+    the identity init or a checkpoint with --resume), then the loop (a step, the moving average, the step log,
+    validation every eval_every steps saving OUT/best.safetensors when its PSNR is the best yet, a checkpoint
+    every checkpoint_every steps), then the final evaluation stored in the weight file.
+
+    Returns OUT/best.safetensors. Raises ConfigError, DataError, WeightsError or VGGWeightsMissing before any
+    step; SystemExit(130) after checkpointing, on Ctrl-C or SIGTERM.
+    """
     run = setup_distributed()
     if run.device.type == "cpu":
         reuse_freed_memory()  # each step reuses the last step's activation memory instead of faulting it in
@@ -448,14 +456,14 @@ def train(cfg: TrainConfig) -> Path:
 
     # One JSON line per step: the loss curve, and what the resume test compares. Line-buffered, so a killed run
     # keeps its lines; a resumed one first drops those past its checkpoint, which it is about to run again.
-    log = None
+    step_log = None
     if run.main:
         log_path = out / "train_log.jsonl"
         if cfg.resume and log_path.exists():
             kept = [line for line in log_path.read_text().splitlines(keepends=True) if line.endswith("\n")
                     and json.loads(line)["step"] <= step]  # fmt: skip
             log_path.write_text("".join(kept))
-        log = log_path.open("a", buffering=1)
+        step_log = log_path.open("a", buffering=1)
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not run.main, dynamic_ncols=True)
     started = time.perf_counter()
     stage = 0
@@ -485,7 +493,7 @@ def train(cfg: TrainConfig) -> Path:
                     ema.update_parameters(model)
                 step += 1
                 if run.main:
-                    log.write(json.dumps({"step": step, "loss": loss.item(), "lr": learning_rate(cfg, step - 1),
+                    step_log.write(json.dumps({"step": step, "loss": loss.item(), "lr": learning_rate(cfg, step - 1),
                                           "stage": stage}) + "\n")  # fmt: skip
                 images_per_s = cfg.batch_size * run.world / (time.perf_counter() - tick)
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{learning_rate(cfg, step - 1):.2e}",
@@ -509,14 +517,14 @@ def train(cfg: TrainConfig) -> Path:
     except KeyboardInterrupt:
         checkpoint()
         bar.close()
-        if log:
-            log.close()
+        if step_log:
+            step_log.close()
         if run.main:
             print(f"interrupted at step {step}; checkpoint saved to {checkpoint_path}, continue with --resume")
         raise SystemExit(130) from None
     bar.close()
     if run.main:
-        log.close()
+        step_log.close()
         wall = elapsed + time.perf_counter() - started
         best = out / "best.safetensors"
         if not best.exists():

@@ -22,6 +22,7 @@ class VGGWeightsMissing(FileNotFoundError):
 
 
 def torchvision_cache_path() -> Path:
+    """Where torchvision keeps the VGG16 file once downloaded: $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth."""
     torch_home = (
         os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
     )
@@ -29,6 +30,8 @@ def torchvision_cache_path() -> Path:
 
 
 def find_vgg16_weights(path: str | Path | None = None) -> Path:
+    """`path`, else torchvision's cache file, if it exists; raises VGGWeightsMissing (the perceptual loss needs the
+    file and nothing may be downloaded)."""
     candidate = Path(path) if path else torchvision_cache_path()
     if not candidate.is_file():
         raise VGGWeightsMissing(

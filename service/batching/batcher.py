@@ -75,6 +75,9 @@ class Reservation:
 
 @dataclass(eq=False)
 class Job:
+    """One accepted image in the queue: its windows (one, or its tiles), when its answer stops mattering, and the
+    future its request awaits (resolves to an Outcome, or raises a refusal)."""
+
     image: TiledImage
     deadline: float  # time.monotonic() after which nobody waits for the answer
     future: asyncio.Future
@@ -184,6 +187,8 @@ class Batcher:
         self._reserved.discard(reservation)
 
     async def submit(self, pixels: np.ndarray, deadline: float, reservation: Reservation | None = None) -> Job:
+        """Queue uint8 (H, W, 3) `pixels` (cut into tiles past the tile size) until `deadline` (time.monotonic()),
+        consuming admit()'s `reservation`. Raises NotAccepting while closing, QueueFull at max_queue images."""
         self.release(reservation)
         if self._closing:
             raise NotAccepting

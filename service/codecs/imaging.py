@@ -190,6 +190,9 @@ def decoder_error(error: Exception, detail: str) -> ImageError:
 
 
 def decode(data: bytes, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
+    """An upload's bytes to sRGB uint8 (H, W, 3) pixels with its alpha and metadata kept aside: open_upload (the
+    header, checked against `max_pixels` width x height and `max_bytes`), then decode_opened. Raises ImageError
+    (its status: 400, 413, 415, 422) for what cannot be relit."""
     return decode_opened(open_upload(data, max_pixels, max_bytes))
 
 
