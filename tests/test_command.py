@@ -6,13 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from model import StackedDMSHN
-from model.weights import save_weights
 from tests.images import encode, scene
 from tests.server import running_server
+from tests.weight_files import write_nan_weights
 
 
 def relight(*args, env_weights=None, **settings) -> subprocess.CompletedProcess:
@@ -69,11 +67,7 @@ def test_weights_the_service_would_refuse_write_nothing(photos, tmp_path, proble
     """A file of NaNs relit every image to black and exited 0; a missing file ended in a traceback."""
     weights = tmp_path / f"{problem}.safetensors"
     if problem == "nan":
-        exploded = StackedDMSHN()
-        with torch.no_grad():
-            for parameter in exploded.parameters():
-                parameter.fill_(float("nan"))
-        save_weights(exploded, weights, (-0.5, 0.5))
+        write_nan_weights(weights)
     out = tmp_path / "out"
     result = relight(photos, out, env_weights=weights)
     assert result.returncode == 1

@@ -15,6 +15,7 @@ from service.codecs.imaging import ImageError, decode  # noqa: E402
 from service.command import main as command  # noqa: E402
 from service.command.ray_job import FAILURES  # noqa: E402
 from tests.images import encode, scene, with_exif_orientation  # noqa: E402
+from tests.weight_files import write_nan_weights  # noqa: E402
 
 # Small tiles so that a 200x150 image is tiled; the pixel budget keeps several tiles to a forward pass.
 SETTINGS = {"RELIGHT_DEVICE": "cpu", "RELIGHT_TILE_SIZE": "128", "RELIGHT_TILE_OVERLAP": "16",
@@ -101,3 +102,15 @@ def test_ray_gives_the_local_commands_bytes_lists_failures_and_resumes(local_ray
 def test_a_missing_folder_is_refused_before_any_work(local_ray, settings, tmp_path):
     missing = tmp_path / "nowhere"
     assert relight(str(missing), str(tmp_path / "out"), "--ray") == f"relight: {missing}: no such folder"
+
+
+def test_weights_the_service_would_refuse_stop_the_job_with_one_line(local_ray, photos, tmp_path, monkeypatch):
+    """The relight command refused a file of NaNs; on Ray each actor refused it in its constructor instead."""
+    weights = tmp_path / "nan.safetensors"
+    write_nan_weights(weights)
+    for key, value in {**SETTINGS, "RELIGHT_WEIGHTS": str(weights)}.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "out"
+    result = relight(str(photos), str(out), "--ray")
+    assert isinstance(result, str) and result.startswith("relight: cannot use the weights: "), result
+    assert not out.exists() or not os.listdir(out)

@@ -27,7 +27,7 @@ from service.batching.engine import Engine
 from service.settings import Settings
 from tests.images import decode, encode, scene
 from tests.server import free_port, running_server
-from tests.weight_files import write_dtype_torch_lacks
+from tests.weight_files import write_dtype_torch_lacks, write_nan_weights
 
 SIDE = 48  # pixels: small uploads keep the load steady on two cores
 CLIENTS = 4
@@ -45,11 +45,7 @@ def weights_dir(tmp_path_factory) -> Path:
     (folder / "corrupt.safetensors").write_bytes(data[: len(data) // 2])
     torch.manual_seed(0)
     save_weights(DMSHN(), folder / "single.safetensors", (-0.5, 0.5))  # a valid file of another architecture
-    exploded = StackedDMSHN()
-    with torch.no_grad():
-        for parameter in exploded.parameters():
-            parameter.fill_(float("nan"))
-    save_weights(exploded, folder / "nan.safetensors", (-0.5, 0.5))
+    write_nan_weights(folder / "nan.safetensors")
     write_dtype_torch_lacks(folder / "e8m0.safetensors", StackedDMSHN())
     return folder
 

@@ -1,5 +1,5 @@
-"""Odd weight files built byte by byte, for the tests that load them (tests/test_weights.py) and swap to them
-(tests/test_weights_swap.py)."""
+"""Odd weight files, for the tests that load them (tests/test_weights.py), swap to them (tests/test_weights_swap.py)
+and relight with them (tests/test_command.py, tests/test_ray.py)."""
 
 import json
 import struct
@@ -9,7 +9,18 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from model.weights import FORMAT, FORMAT_VERSION
+from model import StackedDMSHN
+from model.weights import FORMAT, FORMAT_VERSION, save_weights
+
+
+def write_nan_weights(path: Path) -> None:
+    """A valid Stacked DMSHN weight file whose every parameter is NaN, as a diverged run saves: it loads, and its
+    output is NaN (black once converted to 8 bits)."""
+    exploded = StackedDMSHN()
+    with torch.no_grad():
+        for parameter in exploded.parameters():
+            parameter.fill_(float("nan"))
+    save_weights(exploded, path, (-0.5, 0.5))
 
 
 def write_dtype_torch_lacks(path: Path, model: nn.Module) -> None:

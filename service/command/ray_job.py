@@ -33,6 +33,7 @@ import ray
 import torch
 from pyarrow import fs
 
+from model.weights import WeightsError
 from service.codecs.imaging import decode
 from service.command.local import Relighter
 from service.command.tasks import answer, answer_name, failure_reason, is_image_name
@@ -224,8 +225,15 @@ def relight_folder(
 
     Joins the cluster at `address` (None: RAY_ADDRESS, else a cluster started on this machine, else a
     new local one). By default one actor per GPU, or one CPU actor where the cluster has no GPU.
-    Raises JobError for an IN that is not there, or CPU actors that would leave no CPU to read and write.
+    Raises JobError for weights the service would refuse, an IN that is not there, or CPU actors that would leave
+    no CPU to read and write.
     """
+    # Checked once here, on the CPU, as the local command checks them: each actor would otherwise refuse the file in
+    # its constructor, and Ray reports that as a traceback it cannot even deserialize.
+    try:
+        Relighter(settings.model_copy(update={"device": "cpu"}))
+    except WeightsError as error:
+        raise JobError(f"cannot use the weights: {error}") from None
     if not ray.is_initialized():
         ray.init(address=address)
     resources = ray.cluster_resources()
