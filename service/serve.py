@@ -8,6 +8,7 @@ With RELIGHT_WORKERS > 1 it runs a model process and that many HTTP workers (ser
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 
@@ -37,7 +38,14 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
         sys.exit(supervisor.serve(settings, engine_factory, host, port))
     swaps = HangupSwaps()
     swap_on_hangup(swaps)
-    app = create_app(settings, engine_factory)
+    # Until uvicorn takes the signals: SIGTERM as Ctrl-C, so that either, while the weights load and nothing has been
+    # accepted, ends the process with status 0 and one line instead of SIGTERM's default death or a traceback.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        app = create_app(settings, engine_factory)
+    except KeyboardInterrupt:
+        logging.getLogger("relight").info("stopped while loading the weights")
+        return
     model = app.state.service.model
     http = header_deadline_protocol(settings.header_timeout_s)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)

@@ -7,6 +7,8 @@ The engine is the real Engine (weights loaded, settings honoured) with seams tha
   sleeping that many seconds per megapixel of the batch. Tests of scheduling, admission, cancellation
   and deadlines then hold on any CPU and under any load, where the real network's speed differs 20x
   between the CPU kinds seen here. Unset, the real network runs.
+- A slow start: with RELIGHT_TEST_LOAD_SECONDS set, building the engine (loading the weights) first sleeps that
+  long, so that a test can signal the service while it loads.
 - Faults: a batch holding an all-13 image raises; one holding an all-7 image takes 3 s longer (longer
   than its estimate: a late answer).
 """
@@ -24,9 +26,16 @@ from service.serve import main
 POISON = 13
 SLOW = 7
 SECONDS_PER_MEGAPIXEL = "RELIGHT_TEST_SECONDS_PER_MEGAPIXEL"
+LOAD_SECONDS = "RELIGHT_TEST_LOAD_SECONDS"
 
 
 class SeamedEngine(Engine):
+    def __init__(self, settings):
+        if LOAD_SECONDS in os.environ:
+            print("test engine: loading the weights", flush=True)
+            time.sleep(float(os.environ[LOAD_SECONDS]))
+        super().__init__(settings)
+
     def run(self, pixels: np.ndarray) -> BatchResult:
         if (pixels == POISON).all(axis=(1, 2, 3)).any():
             raise RuntimeError("injected fault")

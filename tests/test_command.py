@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.images import encode, scene
@@ -60,6 +61,16 @@ def test_one_file_takes_the_format_of_its_output_name(tmp_path, weights_file):
     result = relight(photo, "-o", tmp_path / "relit.jpg", env_weights=weights_file)
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "relit.jpg").format == "JPEG"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_ends_with_one_line(photos, tmp_path, weights_file):
+    result = relight(photos, tmp_path / "out", env_weights=weights_file, device="cuda")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "relight: cannot start: RELIGHT_DEVICE=cuda but no CUDA device is available"
+    )
 
 
 @pytest.mark.parametrize("problem", ["nan", "missing"])

@@ -1,11 +1,13 @@
 """The real service on loopback: real uvicorn, real image bytes, the real Stacked DMSHN."""
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 
 from tests.engines import POISON, SLOW
 from tests.images import decode, encode, png_with_header, scene
-from tests.server import running_server, wait_for_metric, wait_until
+from tests.server import free_port, running_server, wait_for_metric, wait_until
 
 
 def post(url, data: bytes, filename="scene.png", params=None, headers=None, timeout=60.0):
@@ -224,6 +226,40 @@ def test_sigterm_during_warm_up_ends_the_process_at_once(weights_file, tmp_path,
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
     assert "stopped during warm-up" in server.log()
+
+
+@pytest.mark.parametrize(("workers", "stop"), [(1, signal.SIGTERM), (1, signal.SIGINT), (2, signal.SIGTERM),
+                                               (2, signal.SIGINT)])  # fmt: skip
+def test_a_signal_while_the_weights_load_ends_every_process_at_once(weights_file, tmp_path, workers, stop):
+    """With workers, a SIGTERM then left the model process running without its parent; Ctrl-C gave tracebacks and
+    waited for the model's warm-up. Ctrl-C is sent as a terminal does, to the whole process group."""
+    env = {**os.environ, "RELIGHT_WEIGHTS": str(weights_file), "RELIGHT_PORT": str(free_port()),
+           "RELIGHT_WORKERS": str(workers), "RELIGHT_TEST_LOAD_SECONDS": "120"}  # fmt: skip
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(["setsid", sys.executable, "-m", "tests.engines"], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "test engine: loading the weights" not in log.read_text():
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert bool(children) == (workers > 1)  # the model process, loading
+        if stop == signal.SIGINT:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    # The model process has gone before relight-serve exits; multiprocessing's resource tracker a moment after it.
+    deadline = time.monotonic() + 10
+    while (left := [child for child in children if Path(f"/proc/{child}").exists()]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes {left} outlived relight-serve"
+    assert "Traceback" not in log.read_text()
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -212,9 +212,12 @@ def test_command_line_overrides_the_preset():
         (["--compile", "yes"], "compile must be one of auto, on, off, not 'yes'"),
         (["--storage_dtype", "bf16"], "storage_dtype must be one of float16, float32, not 'bf16'"),
         (["--resume", "--out", "{tmp}/nothing"], "no checkpoint to resume at {tmp}/nothing/checkpoint.pt"),
+        (["--resume", "--out", "{tmp}/damaged"], "cannot resume from {tmp}/damaged/checkpoint.pt: not a readable"),
     ],
 )
 def test_settings_that_cannot_train_end_with_a_message(tmp_path, argv, message):
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "checkpoint.pt").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)  # a cut-off zip
     with pytest.raises(SystemExit) as stopped:
         train_module.main([arg.format(tmp=tmp_path) for arg in argv])
     assert str(stopped.value.code).startswith(f"error: {message.format(tmp=tmp_path)}")

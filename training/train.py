@@ -188,10 +188,16 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
 
 def saved_config(checkpoint_path: Path) -> TrainConfig | None:
     """The configuration a checkpoint was written with (fields added since take their defaults); None without
-    a checkpoint. mmap: the 170 MB of tensors beside it are not read."""
+    a checkpoint. mmap: the 170 MB of tensors beside it are not read. Raises ConfigError for a file that is not a
+    checkpoint of ours (truncated, another tool's)."""
     if not checkpoint_path.is_file():
         return None
-    return config_from_saved(torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)["config"])
+    try:
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+        saved = state["config"]
+    except Exception as error:  # torch.load raises many types for a damaged or foreign file
+        raise ConfigError(f"cannot resume from {checkpoint_path}: not a readable checkpoint ({error})") from None
+    return config_from_saved(saved)
 
 
 def config_from_saved(saved: dict) -> TrainConfig:

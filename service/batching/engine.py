@@ -33,12 +33,18 @@ DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 CHECK_SIDE = 64  # pixels: the known input check_outputs() runs (every 8-bit level on each channel's ramp)
 
 
+class DeviceUnavailable(RuntimeError):
+    """RELIGHT_DEVICE names a device this machine does not have."""
+
+
 def pick_device(name: str) -> torch.device:
+    """RELIGHT_DEVICE as a torch device: auto is the first CUDA device where there is one, else the CPU. Raises
+    DeviceUnavailable for cuda or cuda:N on a machine without CUDA."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"RELIGHT_DEVICE={name} but no CUDA device is available")
+        raise DeviceUnavailable(f"RELIGHT_DEVICE={name} but no CUDA device is available")
     return device
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.weights import WeightsError
+from service.batching.engine import DeviceUnavailable
 from service.command.local import relight_locally
 from service.command.server import relight_on_server
 from service.command.tasks import Failures, file_task, folder_tasks
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
                 relight_locally(todo, bar, failures)
             except WeightsError as error:
                 sys.exit(f"relight: cannot use the weights: {error}")
+            except DeviceUnavailable as error:
+                sys.exit(f"relight: cannot start: {error}")
     if failures.names:
         sys.exit(f"relight: {len(failures.names)} of {len(todo)} images failed: {', '.join(failures.names)}")
 

@@ -2,7 +2,7 @@
 
 On SIGTERM or Ctrl-C the service stops taking new /relight requests (503, /readyz 503),
 answers every request it already accepted, then exits 0. A second signal exits at once, by that signal
-(exit code 143 for SIGTERM, 130 for Ctrl-C), its accepted requests unanswered.
+(exit code 143 for SIGTERM, 130 for Ctrl-C; later ones change nothing), its accepted requests unanswered.
 """
 
 import asyncio
@@ -26,6 +26,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.state, self.serving = state, serving
         self.drain_task: asyncio.Task | None = None
+        self.exiting = False
 
     async def main_loop(self) -> None:
         self.serving()
@@ -37,6 +38,9 @@ class DrainingServer(uvicorn.Server):
             # its own shutdown has begun and otherwise waits for every open connection (what the drain already does);
             # nor through asyncio's and Python's shutdown, which answer the open requests 500 as their tasks are
             # cancelled and then wait for the thread still running a batch.
+            if self.exiting:
+                return  # a third signal, while the second one's log line is written: the exit is the second's
+            self.exiting = True
             log.warning("signal %d again: exiting without waiting for %d accepted requests", sig, self.state.in_flight)
             logging.shutdown()
             os._exit(128 + sig)

@@ -74,6 +74,18 @@ def worker_main(settings: Settings, host: str, port: int, socket_path: Path, sha
     DrainingServer(config, app.state.service).run(sockets=[listening])
 
 
+def start_deaf_to_ctrl_c(process: BaseProcess) -> None:
+    """Start `process` with SIGINT ignored, which its new interpreter keeps through exec (Python installs its
+    KeyboardInterrupt handler only where SIGINT is at its default): a terminal's Ctrl-C reaches the whole process
+    group, the child too until its own os.setpgrp(), and broke its start-up with a traceback. relight-serve passes
+    stops on to its children itself; uvicorn, in an HTTP worker, takes SIGINT back when it serves."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def serve(settings: Settings, engine_factory: Callable[[Settings], Engine], host: str, port: int) -> int | str:
     """Run until signalled; returns the exit status (0 drained, 1 the model process died, or why it cannot start)."""
     run_dir = Path(tempfile.mkdtemp(prefix="relight-"))
@@ -94,16 +106,26 @@ def supervise(
     run_dir: Path,
     shared_dir: Path,
 ) -> int | str:
-    # First: SIGHUP's default action would end relight-serve while the model process loads the weights.
+    # First, before any process starts: the default actions would end relight-serve while the model process loads
+    # the weights, SIGHUP's for good, SIGTERM's and Ctrl-C's leaving that process running without its parent.
     hangups: list[int] = []
     signal.signal(signal.SIGHUP, lambda sig, frame: hangups.append(sig))
+    signals: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda sig, frame: signals.append(sig))
     socket_path = run_dir / "model.sock"
     to_model, model_end = SPAWN.Pipe()
     model = SPAWN.Process(
         target=model_process.main, args=(settings, engine_factory, socket_path, model_end), name="relight-model"
     )
-    model.start()
+    start_deaf_to_ctrl_c(model)
     model_end.close()
+    while not to_model.poll(0.1) and model.is_alive():
+        if signals:  # nothing accepted yet: nothing to drain
+            log.info("signal %d while the model process starts: stopping it", signals[0])
+            model.terminate()
+            model.join()
+            return 0
     try:
         started, reason = to_model.recv()
     except EOFError:
@@ -129,13 +151,10 @@ def supervise(
         worker = SPAWN.Process(
             target=worker_main, args=(settings, host, port, socket_path, shared_dir), name=f"relight-http-{index}"
         )
-        worker.start()
+        start_deaf_to_ctrl_c(worker)
         return worker
 
     workers = [start_worker(index) for index in range(settings.workers)]
-    signals: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda sig, frame: signals.append(sig))
     # wait() below resumes by itself after a signal handler runs; a byte on this pipe wakes it, so that a
     # signal reaches the workers at once, not at the next timeout.
     woken, wake = os.pipe()
@@ -178,7 +197,7 @@ def supervise(
             # A second signal: the workers have left their accepted requests; the batch the model is running
             # would only delay the exit.
             model.terminate()
-            status = status or 128 + signals[-1]
+            status = status or 128 + signals[1]
         else:
             to_model.send("stop")
         model.join()
