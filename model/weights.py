@@ -77,11 +77,18 @@ def save_weights(
     write_whole(path, write)
 
 
+def require_file(path: Path) -> None:
+    """WeightsError unless `path` is a regular file (or a link to one), naming what is there instead."""
+    if path.is_dir():
+        raise WeightsError(path, "a folder, not a weight file")
+    if not path.is_file():
+        raise WeightsError(path, "no such file")
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The file's metadata, checked, with value_range parsed and training decoded; no tensors are read."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(path, "no such file")
+    require_file(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
@@ -107,8 +114,7 @@ def checked_metadata(path: Path, raw: dict[str, str]) -> dict[str, Any]:
 
 def read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], str]:
     """Metadata, tensors and SHA-256 from one read of the file's bytes; WeightsError for a file that is not one."""
-    if not path.is_file():
-        raise WeightsError(path, "no such file")
+    require_file(path)
     try:
         data = path.read_bytes()
     except OSError as error:  # not readable by this user (chmod, a volume's owner), or a failing disk

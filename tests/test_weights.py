@@ -116,6 +116,7 @@ def write_bad_header(path):
     ("writer", "message"),
     [
         (lambda p, m: None, "no such file"),
+        (lambda p, m: p.mkdir(), "a folder, not a weight file"),
         (lambda p, m: p.write_text("hello, not weights"), "not a readable safetensors file"),
         (lambda p, m: write_foreign(p), "not a relight weight file"),
         (write_truncated, "not a readable safetensors file"),
