@@ -168,6 +168,17 @@ def test_pair_of_different_sizes_is_named(tmp_path):
         RelightPairs(tmp_path)
 
 
+def test_a_crop_larger_than_the_smallest_image_of_two_roots_names_that_image(tmp_path):
+    roots = [tmp_path / "big", tmp_path / "small"]
+    for root, size in zip(roots, (64, 32), strict=True):
+        for side in ("input", "target"):
+            (root / side).mkdir(parents=True)
+            Image.fromarray(np.zeros((size, size, 3), np.uint8)).save(root / side / "Image000.png")
+    assert RelightPairs(roots, crop=32)[1][0].shape == (32, 32, 3)
+    with pytest.raises(DataError, match=r"small/input/Image000\.png: crop 48 is larger than the image's side \(32"):
+        RelightPairs(roots, crop=48)
+
+
 def test_unreadable_file_is_named(tmp_path):
     for side in ("input", "target"):
         (tmp_path / side).mkdir()

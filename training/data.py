@@ -100,9 +100,11 @@ class RelightPairs(Dataset):
                 raise DataError(
                     f"{pair.target}: size {image_size(pair.target)} differs from {pair.input} {image_size(pair.input)}"
                 )
-        side = resize or min(image_size(self.pairs[0].input))
-        if crop is not None and crop > side:
-            raise DataError(f"{folder}: crop {crop} is larger than the images ({side})")
+        if crop is not None:
+            smallest = min(self.pairs, key=lambda pair: min(image_size(pair.input)))
+            side = resize or min(image_size(smallest.input))
+            if crop > side:
+                raise DataError(f"{smallest.input}: crop {crop} is larger than the image's side ({side} pixels)")
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def set_epoch(self, epoch: int) -> None:
