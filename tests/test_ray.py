@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from service.codecs.imaging import ImageError, decode  # noqa: E402
 from service.command import main as command  # noqa: E402
-from service.command.ray_job import FAILURES  # noqa: E402
+from service.command.ray_job import FAILURES, write  # noqa: E402
 from tests.images import encode, scene, with_exif_orientation  # noqa: E402
 from tests.weight_files import write_nan_weights  # noqa: E402
 
@@ -114,3 +114,19 @@ def test_weights_the_service_would_refuse_stop_the_job_with_one_line(local_ray, 
     result = relight(str(photos), str(out), "--ray")
     assert isinstance(result, str) and result.startswith("relight: cannot use the weights: "), result
     assert not out.exists() or not os.listdir(out)
+
+
+def test_a_gpu_asked_of_a_cluster_without_one_stops_the_job_with_one_line(
+    local_ray, settings, photos, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RELIGHT_DEVICE", "cuda")
+    result = relight(str(photos), str(tmp_path / "out"), "--ray")
+    assert isinstance(result, str) and "RELIGHT_DEVICE=cuda asks for a GPU, but the actors get none" in result, result
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_write_that_fails_leaves_no_partial_file(tmp_path):
+    (tmp_path / "scene.png" / "in_the_way").mkdir(parents=True)  # a folder where the output goes: the rename fails
+    with pytest.raises(OSError):
+        write(str(tmp_path), "scene.png", b"relit bytes")
+    assert sorted(os.listdir(tmp_path)) == ["scene.png"]

@@ -19,6 +19,7 @@ image in deploy/kuberay does), and a local folder must be one that every node se
 or a shared filesystem); use object storage otherwise.
 """
 
+import contextlib
 import csv
 import io
 import math
@@ -128,10 +129,19 @@ def write(target: str, name: str, data: bytes) -> None:
     filesystem_, folder = filesystem(target)
     path = f"{folder}/{name}"
     local = isinstance(filesystem_, fs.LocalFileSystem)
-    with filesystem_.open_output_stream(path + ".partial" if local else path) as stream:
-        stream.write(data)
-    if local:
+    if not local:
+        with filesystem_.open_output_stream(path) as stream:
+            stream.write(data)
+        return
+    try:
+        with filesystem_.open_output_stream(path + ".partial") as stream:
+            stream.write(data)
         filesystem_.move(path + ".partial", path)
+    except BaseException:
+        # A full disk or a kill mid-write: no NAME.partial is left beside the outputs.
+        with contextlib.suppress(OSError):
+            filesystem_.delete_file(path + ".partial")
+        raise
 
 
 def names_to_do(job: Job) -> tuple[list[dict], int]:
@@ -225,8 +235,8 @@ def relight_folder(
 
     Joins the cluster at `address` (None: RAY_ADDRESS, else a cluster started on this machine, else a
     new local one). By default one actor per GPU, or one CPU actor where the cluster has no GPU.
-    Raises JobError for weights the service would refuse, an IN that is not there, or CPU actors that would leave
-    no CPU to read and write.
+    Raises JobError for weights the service would refuse, an IN that is not there, RELIGHT_DEVICE=cuda where the
+    actors get no GPU, or CPU actors that would leave no CPU to read and write.
     """
     # Checked once here, on the CPU, as the local command checks them: each actor would otherwise refuse the file in
     # its constructor, and Ray reports that as a traceback it cannot even deserialize.
@@ -239,6 +249,12 @@ def relight_folder(
     resources = ray.cluster_resources()
     if gpus_per_actor is None:
         gpus_per_actor = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+    if gpus_per_actor == 0 and settings.device.startswith("cuda"):
+        # CPU actors would run on the CPU whatever RELIGHT_DEVICE says; one who asked for a GPU should hear it.
+        raise JobError(
+            f"RELIGHT_DEVICE={settings.device} asks for a GPU, but the actors get none (the cluster has "
+            f"{resources.get('GPU', 0):g} GPUs): give the cluster GPUs, or set RELIGHT_DEVICE=auto or cpu"
+        )
     if actors is None:
         actors = max(1, int(resources.get("GPU", 0) // gpus_per_actor)) if gpus_per_actor > 0 else 1
     if gpus_per_actor == 0 and actors * cpus_per_actor > resources.get("CPU", 0) - 1:
