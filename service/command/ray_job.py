@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import ray
@@ -35,7 +36,7 @@ import torch
 from pyarrow import fs
 
 from model.weights import WeightsError
-from service.codecs.imaging import decode
+from service.codecs.imaging import DecodedImage, decode
 from service.command.local import Relighter
 from service.command.tasks import answer, answer_name, failure_reason, is_image_name
 from service.settings import Settings
@@ -61,7 +62,9 @@ def located(location: str) -> str:
 
 
 @dataclass(frozen=True)
-class Job:
+class FolderJob:
+    """What `relight IN OUT --ray` was asked to do, with the actors it will use (the batcher's Job is one image)."""
+
     source: str  # IN, as located()
     target: str  # OUT, as located()
     settings: Settings
@@ -70,18 +73,39 @@ class Job:
     cpus_per_actor: float
 
 
-# Rows carry `error`, the reason a file failed, "" while it has not: Ray turns a column of Nones into NaNs.
+class NameRow(TypedDict):
+    """A file still to relight: its name in IN and its output's name in OUT."""
+
+    name: str
+    target: str
 
 
-def read_and_decode(row: dict, source: str, max_pixels: int) -> dict:
+class ImageRow(NameRow):
+    """A file after decoding, then after relighting: `image` holds the pixels, None once `error` is set.
+
+    `error` is the reason the file failed, "" while it has not: Ray turns a column of Nones into NaNs.
+    """
+
+    image: DecodedImage | None
+    error: str
+
+
+class ResultRow(TypedDict):
+    """What the job reports of a file: "" where it was relit and written, else why not."""
+
+    name: str
+    error: str
+
+
+def read_and_decode(row: NameRow, source: str, max_pixels: int) -> ImageRow:
     """One file name -> its DecodedImage, or the reason it cannot be read."""
     filesystem_, folder = filesystem(source)
     try:
         with filesystem_.open_input_stream(f"{folder}/{row['name']}") as stream:
             data = stream.readall()
-        return {**row, "image": decode(data, max_pixels), "error": ""}
+        return ImageRow(**row, image=decode(data, max_pixels), error="")
     except Exception as error:  # one file never stops the job: it goes to the failures manifest
-        return {**row, "image": None, "error": failure_reason(error)}
+        return ImageRow(**row, image=None, error=failure_reason(error))
 
 
 class RelightActor:
@@ -113,14 +137,14 @@ class RelightActor:
         return {"name": batch["name"], "target": batch["target"], "image": images, "error": errors}
 
 
-def encode_and_write(row: dict, target: str) -> dict:
+def encode_and_write(row: ImageRow, target: str) -> ResultRow:
     """Encode a relit image in its answer format and write it to OUT; a row that failed before passes through."""
     if not row["error"]:
         try:
             write(target, row["target"], answer(row["image"], row["image"].rgb, None))
         except Exception as error:
-            return {"name": row["name"], "error": failure_reason(error)}
-    return {"name": row["name"], "error": row["error"]}
+            return ResultRow(name=row["name"], error=failure_reason(error))
+    return ResultRow(name=row["name"], error=row["error"])
 
 
 def write(target: str, name: str, data: bytes) -> None:
@@ -144,7 +168,7 @@ def write(target: str, name: str, data: bytes) -> None:
         raise
 
 
-def names_to_do(job: Job) -> tuple[list[dict], int]:
+def names_to_do(job: FolderJob) -> tuple[list[NameRow], int]:
     """The images in IN whose outputs are not in OUT yet (as rows {name, target}), and how many are done."""
     source_fs, source_folder = filesystem(job.source)
     try:
@@ -156,12 +180,12 @@ def names_to_do(job: Job) -> tuple[list[dict], int]:
     target_fs, target_folder = filesystem(job.target)
     target_fs.create_dir(target_folder, recursive=True)
     existing = {info.base_name for info in target_fs.get_file_info(fs.FileSelector(target_folder))}
-    rows = [{"name": name, "target": answer_name(name)} for name in names]
+    rows = [NameRow(name=name, target=answer_name(name)) for name in names]
     todo = [row for row in rows if row["target"] not in existing]
     return todo, len(rows) - len(todo)
 
 
-def pipeline(job: Job, rows: list[dict]) -> ray.data.Dataset:
+def pipeline(job: FolderJob, rows: list[NameRow]) -> ray.data.Dataset:
     settings = job.settings
     names = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / NAMES_PER_BLOCK)))
     decoded = names.map(read_and_decode, fn_kwargs={"source": job.source, "max_pixels": settings.max_pixels})
@@ -197,7 +221,7 @@ def write_failures(target: str, failures: list[tuple[str, str]]) -> str:
     return path
 
 
-def run(job: Job) -> int:
+def run(job: FolderJob) -> int:
     """Relight IN into OUT on the connected Ray cluster; prints a summary, returns the number of files that failed."""
     rows, skipped = names_to_do(job)
     if skipped:
@@ -262,5 +286,5 @@ def relight_folder(
             f"{actors} CPU actors of {cpus_per_actor:g} CPUs leave no CPU of the cluster's {resources.get('CPU', 0):g} "
             "to read and write images: lower --actors or --cpus-per-actor"
         )
-    job = Job(located(source), located(target), settings, actors, gpus_per_actor, cpus_per_actor)
+    job = FolderJob(located(source), located(target), settings, actors, gpus_per_actor, cpus_per_actor)
     return run(job)
