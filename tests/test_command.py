@@ -63,6 +63,17 @@ def test_one_file_takes_the_format_of_its_output_name(tmp_path, weights_file):
     assert Image.open(tmp_path / "relit.jpg").format == "JPEG"
 
 
+def test_one_file_and_a_folder_writes_into_the_folder(tmp_path, weights_file):
+    photo, out = tmp_path / "photo.bmp", tmp_path / "out"
+    photo.write_bytes(encode(scene(32, 48), "BMP"))
+    out.mkdir()
+    result = relight(photo, out, env_weights=weights_file)
+    assert result.returncode == 0, result.stderr
+    assert [path.name for path in out.iterdir()] == ["photo.png"]  # the folder path's answer name: BMP -> PNG
+    refused = relight(photo, out, "-o", tmp_path / "relit.png", env_weights=weights_file)
+    assert refused.returncode == 2 and "OUT_DIR is a folder; name one output file with -o" in refused.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_device_this_machine_lacks_ends_with_one_line(photos, tmp_path, weights_file):
     result = relight(photos, tmp_path / "out", env_weights=weights_file, device="cuda")

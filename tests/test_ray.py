@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from service.codecs.imaging import ImageError, decode  # noqa: E402
 from service.command import main as command  # noqa: E402
-from service.command.ray_job import FAILURES, write  # noqa: E402
+from service.command.ray_job import FAILURES, JobError, actor_shape, write  # noqa: E402
 from tests.images import encode, scene, with_exif_orientation  # noqa: E402
 from tests.weight_files import write_nan_weights  # noqa: E402
 
@@ -99,9 +99,13 @@ def test_ray_gives_the_local_commands_bytes_lists_failures_and_resumes(local_ray
     assert not (out / FAILURES).exists() and not [name for name in os.listdir(out) if name.endswith(".partial")]
 
 
-def test_a_missing_folder_is_refused_before_any_work(local_ray, settings, tmp_path):
-    missing = tmp_path / "nowhere"
+def test_an_in_that_is_not_a_folder_is_refused_before_any_work(local_ray, settings, tmp_path):
+    missing, photo = tmp_path / "nowhere", tmp_path / "photo.png"
+    photo.write_bytes(encode(scene(16, 16)))
     assert relight(str(missing), str(tmp_path / "out"), "--ray") == f"relight: {missing}: no such folder"
+    refused = relight(str(photo), str(tmp_path / "out"), "--ray")
+    assert refused == f"relight: {photo}: a file, not a folder: relight one file without --ray"
+    assert not (tmp_path / "out").exists()
 
 
 def test_weights_the_service_would_refuse_stop_the_job_with_one_line(local_ray, photos, tmp_path, monkeypatch):
@@ -130,3 +134,29 @@ def test_a_write_that_fails_leaves_no_partial_file(tmp_path):
     with pytest.raises(OSError):
         write(str(tmp_path), "scene.png", b"relit bytes")
     assert sorted(os.listdir(tmp_path)) == ["scene.png"]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("device", "asked", "resources", "shape"),
+    [
+        ("auto", (None, None), {"GPU": 4, "CPU": 32}, (1.0, 4)),  # one actor per GPU
+        ("auto", (0.5, None), {"GPU": 2, "CPU": 32}, (0.5, 4)),
+        ("auto", (None, None), {"CPU": 8}, (0.0, 1)),  # no GPU: one CPU actor
+        ("cpu", (None, None), {"GPU": 4, "CPU": 8}, (0.0, 1)),  # RELIGHT_DEVICE=cpu: no GPU held idle
+        ("cpu", (None, 3), {"CPU": 8}, (0.0, 3)),
+    ],
+)
+def test_actor_shape_follows_the_cluster_and_the_device(device, asked, resources, shape):
+    gpus_per_actor, actors = asked
+    assert actor_shape(device, gpus_per_actor, actors, 1.0, resources) == shape
+
+
+@pytest.mark.fast
+def test_actor_shape_refuses_what_cannot_run_and_says_what_will_wait(capsys):
+    with pytest.raises(JobError, match="RELIGHT_DEVICE=cuda asks for a GPU, but the actors get none"):
+        actor_shape("cuda", None, None, 1.0, {"CPU": 8})
+    with pytest.raises(JobError, match="2 CPU actors of 2 CPUs leave no CPU of the cluster's 4"):
+        actor_shape("cpu", None, 2, 2.0, {"CPU": 4})
+    assert actor_shape("auto", 1.0, None, 1.0, {"CPU": 8}) == (1.0, 1)  # an autoscaling cluster adds the GPU
+    assert "the actors ask for 1 GPUs each and the cluster has 0 now" in capsys.readouterr().err

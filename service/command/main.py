@@ -2,6 +2,7 @@
 
     relight IN_DIR OUT_DIR                          # every image in a folder, names and formats kept
     relight photo.jpg -o relit.jpg                  # one file (the format follows -o's suffix)
+    relight photo.jpg OUT_DIR                       # one file into a folder, its name and format kept
     relight IN_DIR OUT_DIR --server http://host:8000 --jobs 4
     relight s3://bucket/photos s3://bucket/relit --ray [ADDRESS]   # on a Ray cluster (the `ray` extra)
 
@@ -25,7 +26,7 @@ from model.weights import WeightsError
 from service.batching.engine import DeviceUnavailable
 from service.command.local import relight_locally
 from service.command.server import relight_on_server
-from service.command.tasks import Failures, file_task, folder_tasks
+from service.command.tasks import Failures, answer_name, file_task, folder_tasks
 from service.settings import Settings
 
 
@@ -35,7 +36,7 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     # Strings, not paths: with --ray they may be URIs, which Path would mangle (s3://b -> s3:/b).
     parser.add_argument("source", help="an image, or a folder of images (with --ray: a folder or a URI)")
-    parser.add_argument("out_dir", nargs="?", help="where a folder's relit images go")
+    parser.add_argument("out_dir", nargs="?", help="the folder the relit images go in (made if missing)")
     parser.add_argument("-o", "--output", type=Path, help="the relit file, for one image (default NAME-relit.EXT)")
     parser.add_argument("--server", help="URL of a running relight service to send the images to")
     parser.add_argument("--jobs", type=int, default=4, help="uploads in flight at once with --server")
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("a folder needs OUT_DIR: relight IN_DIR OUT_DIR")
         tasks = folder_tasks(source, out_dir)
     elif source.is_file():
-        tasks = [file_task(source, args.output or out_dir)]
+        if out_dir is not None and (args.output or out_dir.is_file()):
+            parser.error(f"{out_dir}: OUT_DIR is a folder; name one output file with -o")
+        # A second name is a folder here too (the relit file goes in it under its own name), never the output file.
+        tasks = [file_task(source, args.output or (out_dir / answer_name(source.name) if out_dir else None))]
     else:
         parser.error(f"{source}: no such file or folder")
     todo = [task for task in tasks if not task.target.exists()]

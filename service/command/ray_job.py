@@ -56,6 +56,19 @@ def filesystem(location: str) -> tuple[fs.FileSystem, str]:
     return fs.FileSystem.from_uri(location)
 
 
+def require_folder(location: str) -> None:
+    """JobError unless `location` (as located()) is a folder (a prefix, on an object store) that can be listed."""
+    filesystem_, folder = filesystem(location)
+    try:
+        kind = filesystem_.get_file_info(folder).type
+    except OSError as error:
+        raise JobError(f"{location}: cannot be read ({error})") from None
+    if kind == fs.FileType.NotFound:
+        raise JobError(f"{location}: no such folder")
+    if kind != fs.FileType.Directory:
+        raise JobError(f"{location}: a file, not a folder: relight one file without --ray")
+
+
 def located(location: str) -> str:
     """Local paths made absolute (pyarrow takes only those); URIs unchanged."""
     return location if "://" in location else str(Path(location).resolve())
@@ -148,33 +161,30 @@ def encode_and_write(row: ImageRow, target: str) -> ResultRow:
 
 
 def write(target: str, name: str, data: bytes) -> None:
-    """On a local disk written beside and renamed into place, so an interrupted job leaves no half file to
-    be skipped; object stores show an object only once its upload completes."""
+    """On a local disk written to a hidden .NAME.partial beside and renamed into place (as model.files.write_whole
+    does for the local command), so an interrupted job leaves no half file to be skipped, and a failed write leaves
+    nothing; object stores show an object only once its upload completes."""
     filesystem_, folder = filesystem(target)
     path = f"{folder}/{name}"
-    local = isinstance(filesystem_, fs.LocalFileSystem)
-    if not local:
+    if not isinstance(filesystem_, fs.LocalFileSystem):
         with filesystem_.open_output_stream(path) as stream:
             stream.write(data)
         return
+    partial = f"{folder}/.{name}.partial"
     try:
-        with filesystem_.open_output_stream(path + ".partial") as stream:
+        with filesystem_.open_output_stream(partial) as stream:
             stream.write(data)
-        filesystem_.move(path + ".partial", path)
+        filesystem_.move(partial, path)
     except BaseException:
-        # A full disk or a kill mid-write: no NAME.partial is left beside the outputs.
         with contextlib.suppress(OSError):
-            filesystem_.delete_file(path + ".partial")
+            filesystem_.delete_file(partial)
         raise
 
 
 def names_to_do(job: FolderJob) -> tuple[list[NameRow], int]:
     """The images in IN whose outputs are not in OUT yet (as rows {name, target}), and how many are done."""
     source_fs, source_folder = filesystem(job.source)
-    try:
-        listing = source_fs.get_file_info(fs.FileSelector(source_folder))
-    except FileNotFoundError:
-        raise JobError(f"{job.source}: no such folder") from None
+    listing = source_fs.get_file_info(fs.FileSelector(source_folder))
     files = (info.base_name for info in listing if info.type == fs.FileType.File)
     names = sorted(name for name in files if is_image_name(name))
     target_fs, target_folder = filesystem(job.target)
@@ -246,6 +256,36 @@ def run(job: FolderJob) -> int:
     return len(failures)
 
 
+def actor_shape(
+    device: str, gpus_per_actor: float | None, actors: int | None, cpus_per_actor: float, resources: dict[str, float]
+) -> tuple[float, int]:
+    """(GPUs per actor, actors) for a cluster of `resources` (ray.cluster_resources(): "GPU", "CPU" counts), from
+    what was asked (None: the default). By default one actor per GPU, or one CPU actor where the cluster has no GPU
+    or `device` (RELIGHT_DEVICE) is cpu. Raises JobError for a CUDA device where the actors get no GPU, and for CPU
+    actors that would leave no CPU to read and write; says so on stderr where the actors ask for more GPUs than the
+    cluster has now (not refused: an autoscaling cluster adds GPU nodes when actors ask for them)."""
+    gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 0)
+    if gpus_per_actor is None:
+        gpus_per_actor = 1.0 if gpus >= 1 and device != "cpu" else 0.0
+    if gpus_per_actor > gpus:
+        print(f"relight: the actors ask for {gpus_per_actor:g} GPUs each and the cluster has {gpus:g} now: "
+              "they wait until it has them (Ctrl-C stops the job)", file=sys.stderr)  # fmt: skip
+    if gpus_per_actor == 0 and device.startswith("cuda"):
+        # CPU actors would run on the CPU whatever RELIGHT_DEVICE says; one who asked for a GPU should hear it.
+        raise JobError(
+            f"RELIGHT_DEVICE={device} asks for a GPU, but the actors get none (the cluster has {gpus:g} GPUs): "
+            "give the cluster GPUs, or set RELIGHT_DEVICE=auto or cpu"
+        )
+    if actors is None:
+        actors = max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else 1
+    if gpus_per_actor == 0 and actors * cpus_per_actor > cpus - 1:
+        raise JobError(
+            f"{actors} CPU actors of {cpus_per_actor:g} CPUs leave no CPU of the cluster's {cpus:g} "
+            "to read and write images: lower --actors or --cpus-per-actor"
+        )
+    return gpus_per_actor, actors
+
+
 def relight_folder(
     source: str,
     target: str,
@@ -258,9 +298,8 @@ def relight_folder(
     """`relight IN OUT --ray [ADDRESS]`: returns the number of files that failed.
 
     Joins the cluster at `address` (None: RAY_ADDRESS, else a cluster started on this machine, else a
-    new local one). By default one actor per GPU, or one CPU actor where the cluster has no GPU.
-    Raises JobError for weights the service would refuse, an IN that is not there, RELIGHT_DEVICE=cuda where the
-    actors get no GPU, or CPU actors that would leave no CPU to read and write.
+    new local one), with the actors actor_shape() picks. Raises JobError for weights the service would refuse, an
+    IN that is not a folder, and what actor_shape() refuses.
     """
     # Checked once here, on the CPU, as the local command checks them: each actor would otherwise refuse the file in
     # its constructor, and Ray reports that as a traceback it cannot even deserialize.
@@ -268,23 +307,11 @@ def relight_folder(
         Relighter(settings.model_copy(update={"device": "cpu"}))
     except WeightsError as error:
         raise JobError(f"cannot use the weights: {error}") from None
+    source, target = located(source), located(target)
+    require_folder(source)  # before Ray's start-up, which takes tens of seconds
     if not ray.is_initialized():
         ray.init(address=address)
-    resources = ray.cluster_resources()
-    if gpus_per_actor is None:
-        gpus_per_actor = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
-    if gpus_per_actor == 0 and settings.device.startswith("cuda"):
-        # CPU actors would run on the CPU whatever RELIGHT_DEVICE says; one who asked for a GPU should hear it.
-        raise JobError(
-            f"RELIGHT_DEVICE={settings.device} asks for a GPU, but the actors get none (the cluster has "
-            f"{resources.get('GPU', 0):g} GPUs): give the cluster GPUs, or set RELIGHT_DEVICE=auto or cpu"
-        )
-    if actors is None:
-        actors = max(1, int(resources.get("GPU", 0) // gpus_per_actor)) if gpus_per_actor > 0 else 1
-    if gpus_per_actor == 0 and actors * cpus_per_actor > resources.get("CPU", 0) - 1:
-        raise JobError(
-            f"{actors} CPU actors of {cpus_per_actor:g} CPUs leave no CPU of the cluster's {resources.get('CPU', 0):g} "
-            "to read and write images: lower --actors or --cpus-per-actor"
-        )
-    job = FolderJob(located(source), located(target), settings, actors, gpus_per_actor, cpus_per_actor)
+    gpus_per_actor, actors = actor_shape(settings.device, gpus_per_actor, actors, cpus_per_actor,
+                                         ray.cluster_resources())  # fmt: skip
+    job = FolderJob(source, target, settings, actors, gpus_per_actor, cpus_per_actor)
     return run(job)
