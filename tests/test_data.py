@@ -177,6 +177,8 @@ def test_a_crop_larger_than_the_smallest_image_of_two_roots_names_that_image(tmp
     assert RelightPairs(roots, crop=32)[1][0].shape == (32, 32, 3)
     with pytest.raises(DataError, match=r"small/input/Image000\.png: crop 48 is larger than the image's side \(32"):
         RelightPairs(roots, crop=48)
+    with pytest.raises(DataError, match=r"^crop 48 is larger than the images resized to 40x40$"):
+        RelightPairs(roots, resize=40, crop=48)
 
 
 def test_unreadable_file_is_named(tmp_path):

@@ -223,6 +223,23 @@ def test_settings_that_cannot_train_end_with_a_message(tmp_path, argv, message):
     assert str(stopped.value.code).startswith(f"error: {message.format(tmp=tmp_path)}")
 
 
+def test_a_start_that_cannot_train_on_the_data_ends_with_a_message_before_any_step(tiny_set, tmp_path):
+    stacked = tmp_path / "stacked.safetensors"
+    train(tiny_config(tiny_set, tmp_path / "start", max_steps=0))
+    shutil.copy(tmp_path / "start" / "best.safetensors", stacked)
+    cases = {
+        f"--architecture DMSHN --init_weights {stacked}": f"error: {stacked} holds StackedDMSHN, not DMSHN",
+        "--batch_size 8": "error: 4 training pairs cannot fill one batch of 8",
+    }
+    for options, message in cases.items():
+        with pytest.raises(SystemExit) as stopped:
+            train_module.main(
+                ["--data", str(tiny_set), "--out", str(tmp_path / "run"), "--crop", "none", *options.split()]
+            )
+        assert stopped.value.code == message
+        assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
 def test_resume_takes_the_checkpoints_settings_and_refuses_others(tiny_set, tmp_path):
     """--resume alone continued a run started with --ema_decay without its average (helper's finding)."""
     cfg = tiny_config(tiny_set, tmp_path, architecture="DMSHN", max_steps=2, stage2_step=1, ema_decay=0.5)

@@ -100,11 +100,15 @@ class RelightPairs(Dataset):
                 raise DataError(
                     f"{pair.target}: size {image_size(pair.target)} differs from {pair.input} {image_size(pair.input)}"
                 )
-        if crop is not None:
+        if crop is not None and resize is not None and crop > resize:
+            raise DataError(f"crop {crop} is larger than the images resized to {resize}x{resize}")
+        if crop is not None and resize is None:
             smallest = min(self.pairs, key=lambda pair: min(image_size(pair.input)))
-            side = resize or min(image_size(smallest.input))
-            if crop > side:
-                raise DataError(f"{smallest.input}: crop {crop} is larger than the image's side ({side} pixels)")
+            if crop > min(image_size(smallest.input)):
+                raise DataError(
+                    f"{smallest.input}: crop {crop} is larger than the image's side ({min(image_size(smallest.input))}"
+                    " pixels)"
+                )
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def set_epoch(self, epoch: int) -> None:

@@ -397,9 +397,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init_weights:
         start_model, start_metadata = load_weights(cfg.init_weights)
         if start_metadata["architecture"] != cfg.architecture:
-            raise SystemExit(
-                f"error: {cfg.init_weights} holds {start_metadata['architecture']}, not {cfg.architecture}"
-            )
+            raise ConfigError(f"{cfg.init_weights} holds {start_metadata['architecture']}, not {cfg.architecture}")
         model.load_state_dict(start_model.state_dict())
         start = warm_restart_record(cfg.init_weights, start_metadata)
     elif cfg.identity_init:
@@ -437,7 +435,7 @@ def train(cfg: TrainConfig) -> Path:
     sampler = DistributedSampler(train_set, run.world, run.rank, shuffle=True, seed=cfg.seed, drop_last=True)
     steps_per_epoch = len(sampler) // cfg.batch_size
     if steps_per_epoch == 0:
-        raise SystemExit(f"error: {len(train_set)} training pairs cannot fill one batch of {cfg.batch_size}")
+        raise ConfigError(f"{len(train_set)} training pairs cannot fill one batch of {cfg.batch_size}")
     if run.main:
         out.mkdir(parents=True, exist_ok=True)
         print(f"{cfg.architecture} on {run.device} x{run.world}, autocast {amp_dtype}, "
