@@ -43,13 +43,13 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app = create_app(settings, engine_factory)
+        model = app.state.service.model
+        http = header_deadline_protocol(settings.header_timeout_s)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
+        # Inside the try as well: the signal can come after the weights load and before uvicorn's handlers are in.
+        DrainingServer(config, app.state.service, serving=lambda: swaps.serve(model)).run()
     except KeyboardInterrupt:
-        logging.getLogger("relight").info("stopped while loading the weights")
-        return
-    model = app.state.service.model
-    http = header_deadline_protocol(settings.header_timeout_s)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
-    DrainingServer(config, app.state.service, serving=lambda: swaps.serve(model)).run()
+        logging.getLogger("relight").info("stopped while starting")
 
 
 if __name__ == "__main__":
