@@ -11,7 +11,7 @@ from tqdm import tqdm
 from model.tiling import Tiling, relight_tiled
 from service.batching.engine import Engine
 from service.codecs.imaging import DecodedImage, ImageError, decode
-from service.command.tasks import Failures, Task, answer, failure_reason, write
+from service.command.tasks import Failures, FileTask, encode_answer, failure_reason, write_output
 from service.settings import Settings
 
 Key = TypeVar("Key")
@@ -56,22 +56,22 @@ class Relighter:
         return self.engine.run(batch).images
 
 
-def relight_locally(tasks: list[Task], bar: tqdm, failures: Failures) -> None:
+def relight_locally(tasks: list[FileTask], bar: tqdm, failures: Failures) -> None:
     settings = Settings()
     relighter = Relighter(settings)
     for group in same_size_groups(tasks, settings.max_pixels, relighter, failures, bar):
         outputs = relighter.relight([decoded.rgb for _, decoded in group])
         for (task, decoded), output in zip(group, outputs, strict=True):
             try:
-                write(task, answer(decoded, output, task.image_format))
+                write_output(task, encode_answer(decoded, output, task.image_format))
             except ImageError as error:  # an answer format that cannot hold this size (service.codecs.limits)
                 failures.report(task, failure_reason(error))
             bar.update()
 
 
 def same_size_groups(
-    tasks: list[Task], max_pixels: int, relighter: Relighter, failures: Failures, bar: tqdm
-) -> Iterator[list[tuple[Task, DecodedImage]]]:
+    tasks: list[FileTask], max_pixels: int, relighter: Relighter, failures: Failures, bar: tqdm
+) -> Iterator[list[tuple[FileTask, DecodedImage]]]:
     """Decoded images in batches of one size, as many as a forward pass takes; unreadable files reported."""
     sizes = {}
     for task in tasks:

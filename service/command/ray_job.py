@@ -38,7 +38,7 @@ from pyarrow import fs
 from model.weights import WeightsError
 from service.codecs.imaging import DecodedImage, decode
 from service.command.local import Relighter
-from service.command.tasks import answer, answer_name, failure_reason, is_image_name
+from service.command.tasks import answer_name, encode_answer, failure_reason, is_image_name
 from service.settings import Settings
 
 FAILURES = "relight-failures.csv"
@@ -154,13 +154,13 @@ def encode_and_write(row: ImageRow, target: str) -> ResultRow:
     """Encode a relit image in its answer format and write it to OUT; a row that failed before passes through."""
     if not row["error"]:
         try:
-            write(target, row["target"], answer(row["image"], row["image"].rgb, None))
+            write_output(target, row["target"], encode_answer(row["image"], row["image"].rgb, None))
         except Exception as error:
             return ResultRow(name=row["name"], error=failure_reason(error))
     return ResultRow(name=row["name"], error=row["error"])
 
 
-def write(target: str, name: str, data: bytes) -> None:
+def write_output(target: str, name: str, data: bytes) -> None:
     """On a local disk written to a hidden .NAME.partial beside and renamed into place (as model.files.write_whole
     does for the local command), so an interrupted job leaves no half file to be skipped, and a failed write leaves
     nothing; object stores show an object only once its upload completes."""

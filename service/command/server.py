@@ -7,16 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from tqdm import tqdm
 
-from service.command.tasks import Failures, Task, write
+from service.command.tasks import Failures, FileTask, write_output
 
 MAX_RETRIES = 20
 
 
-def relight_on_server(tasks: list[Task], url: str, jobs: int, api_key: str | None, bar: tqdm, failures: Failures):
+def relight_on_server(tasks: list[FileTask], url: str, jobs: int, api_key: str | None, bar: tqdm, failures: Failures):
     headers = {"X-API-Key": api_key} if api_key else {}
     with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(600, connect=10)) as client:
 
-        def send(task: Task) -> None:
+        def send(task: FileTask) -> None:
             params = {"format": task.image_format} if task.image_format else {}
             for _ in range(MAX_RETRIES):
                 try:
@@ -29,7 +29,7 @@ def relight_on_server(tasks: list[Task], url: str, jobs: int, api_key: str | Non
                     time.sleep(float(response.headers.get("retry-after", 1)))
                     continue
                 if response.status_code == 200:
-                    write(task, response.content)
+                    write_output(task, response.content)
                 else:
                     try:
                         detail = response.json()["detail"]

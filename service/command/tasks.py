@@ -17,7 +17,9 @@ IMAGE_SUFFIXES = {suffix for suffix, name in Image.registered_extensions().items
 
 
 @dataclass
-class Task:
+class FileTask:
+    """One file for `relight` to relight (not a Ray task): where it is, where its output goes, in what format."""
+
     source: Path
     target: Path  # for a folder: the same name, with the answer format's suffix where the format cannot be kept
     image_format: str | None = None  # None: the upload's own (service.codecs.formats.same_format)
@@ -34,24 +36,24 @@ def answer_name(name: str) -> str:
     return path.stem + answer_suffix(path.suffix)
 
 
-def folder_tasks(in_dir: Path, out_dir: Path) -> list[Task]:
+def folder_tasks(in_dir: Path, out_dir: Path) -> list[FileTask]:
     sources = sorted(source for source in in_dir.iterdir() if source.is_file() and is_image_name(source.name))
-    return [Task(source, out_dir / answer_name(source.name)) for source in sources]
+    return [FileTask(source, out_dir / answer_name(source.name)) for source in sources]
 
 
-def file_task(source: Path, output: Path | None) -> Task:
+def file_task(source: Path, output: Path | None) -> FileTask:
     if output is None:
         output = source.with_name(f"{source.stem}-relit{answer_suffix(source.suffix)}")
-    return Task(source, output, SUFFIX_FORMATS.get(output.suffix.lower()))
+    return FileTask(source, output, SUFFIX_FORMATS.get(output.suffix.lower()))
 
 
-def write(task: Task, data: bytes) -> None:
+def write_output(task: FileTask, data: bytes) -> None:
     """Written beside and renamed into place: an interrupted run never leaves half a file to be skipped."""
     task.target.parent.mkdir(parents=True, exist_ok=True)
     write_whole(task.target, lambda partial: partial.write_bytes(data))
 
 
-def answer(decoded: DecodedImage, relit: np.ndarray, image_format: str | None) -> bytes:
+def encode_answer(decoded: DecodedImage, relit: np.ndarray, image_format: str | None) -> bytes:
     """Relit uint8 (H, W, 3) sRGB pixels of `decoded` encoded as `image_format`, else the input's own format
     (service.codecs.formats.same_format), with its alpha, colour space and metadata."""
     return encode(relit, decoded.alpha, image_format or same_format(decoded.source_format), decoded.metadata)
@@ -68,6 +70,6 @@ class Failures:
     def __init__(self, bar: tqdm):
         self.bar, self.names = bar, []
 
-    def report(self, task: Task, reason: str) -> None:
+    def report(self, task: FileTask, reason: str) -> None:
         self.names.append(task.source.name)
         self.bar.write(f"relight: {task.source}: {reason}", file=sys.stderr)
