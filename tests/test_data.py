@@ -120,6 +120,17 @@ def test_loader_reads_the_generated_set_with_deterministic_crops(tiny_set):
     assert whole[1][0].shape == (24, 24, 3)
 
 
+def test_pairs_in_any_format_pillow_opens_are_read_and_other_files_left_out(tmp_path):
+    rng = np.random.default_rng(1)
+    for side in ("input", "target"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "notes.txt").write_text("not an image")
+    for name in ("Image000.tif", "Image001.bmp"):
+        for side in ("input", "target"):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / side / name)
+    assert [pair.input.name for pair in discover_pairs(tmp_path)] == ["Image000.tif", "Image001.bmp"]
+
+
 def save_rgba(path, pixels):
     Image.fromarray(np.concatenate([pixels, np.full((*pixels.shape[:2], 1), 255, np.uint8)], -1), "RGBA").save(path)
 
