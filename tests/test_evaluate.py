@@ -12,6 +12,7 @@ from model.inference import relight
 from tests.images import scene
 from training.baselines import ColourTransfer, identity
 from training.data import RelightPairs
+from training.error_bands import error_bands, format_bands
 from training.evaluate import black_frame_levels, dark_pixels, evaluate, format_table
 from training.evaluate import main as evaluate_main
 from training.identity_init import colour_init_, identity_init_
@@ -129,3 +130,35 @@ def test_evaluate_reports_the_new_figures(night_set, weights_file, capsys):
         assert words in table
     identity_row = next(line for line in table.splitlines() if line.startswith("identity"))
     assert identity_row.split()[6:9] == ["0.0", "0.0", "0.0"]
+
+
+def test_error_bands_place_a_darkened_east_half_in_the_east_columns_and_the_lit_bands():
+    """Targets: a flat grey of level 100 (the 40-120 band); outputs: the same, 20 levels darker in the right half."""
+    target = torch.full((16, 32, 3), 100, dtype=torch.uint8)
+    output = target.clone()
+    output[:, 16:] = 80
+    bands = error_bands([(output, target), (output, target)])
+    by_luma = {row["band"]: row for row in bands["luma"]}
+    assert by_luma["40-120"]["pixel_share"] == 1.0 and by_luma["40-120"]["squared_error_share"] == pytest.approx(1.0)
+    assert by_luma["40-120"]["mean_error"] == pytest.approx(-10.0) and by_luma["40-120"]["rmse"] == pytest.approx(
+        200**0.5
+    )
+    assert by_luma["0-4"]["pixel_share"] == 0.0 and by_luma["0-4"]["mean_error"] is None
+    west, east = bands["columns"][:4], bands["columns"][4:]
+    assert all(row["mean_error"] == 0.0 and row["squared_error_share"] == 0.0 for row in west)
+    assert all(row["mean_error"] == pytest.approx(-20.0) and row["pixel_share"] == 0.125 for row in east)
+    text = format_bands(bands)
+    assert "-20.0" in text and "n/a" in text
+    with pytest.raises(ValueError, match="no pixels"):
+        error_bands([])
+
+
+def test_evaluate_prints_the_bands_of_the_network(night_set, weights_file, capsys):
+    command = ["--weights", str(weights_file), "--data", str(night_set), "--precision", "fp32", "--bands"]
+    evaluate_main(command)
+    printed = capsys.readouterr().out
+    assert "where the network's error lies:" in printed and "columns, west to east" in printed
+    evaluate_main([*command, "--json"])
+    bands = json.loads(capsys.readouterr().out)["bands"]
+    assert [row["band"] for row in bands["luma"]] == ["0-4", "4-8", "8-40", "40-120", "120-256"]
+    assert sum(row["pixel_share"] for row in bands["columns"]) == pytest.approx(1.0)

@@ -1,6 +1,6 @@
 """Evaluate a weight file and both baselines on a split at its full resolution.
 
-    python -m training.evaluate --weights weights/stacked_dmshn.safetensors --data data/synth [--json]
+    python -m training.evaluate --weights weights/stacked_dmshn.safetensors --data data/synth [--json] [--bands]
 
 Per method, on the 8-bit outputs:
 - PSNR and SSIM against the target; LPIPS where its backbone weights are on disk;
@@ -13,6 +13,8 @@ Per method, on the 8-bit outputs:
   them in neither lighting), pooled; the target's own level there is printed below the table;
 - frame: the mean output level for a flat black 256x256 frame (what the method adds to black);
 - seconds per image for the forward pass, synchronised on CUDA.
+--bands also prints where the network's error lies, by the target's brightness and from west to east
+(training.error_bands).
 """
 
 import argparse
@@ -31,6 +33,7 @@ from model.precision import fast_autocast_dtype
 from model.weights import WeightsError, load_weights
 from training.baselines import ColourTransfer, identity
 from training.data import DataError, RelightPairs
+from training.error_bands import error_bands, format_bands
 from training.lpips import LPIPSUnavailable, load_lpips
 from training.metrics import (
     black_level_sum,
@@ -192,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["auto", "fp32"], default="auto")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument(
+        "--bands", action="store_true", help="also where the network's error lies (training.error_bands)"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     try:
@@ -209,11 +215,17 @@ def main(argv: list[str] | None = None) -> None:
         model, dataset, metadata["value_range"], colour_transfer, autocast_dtype, autocast_dtype is not None, lpips
     )
     dark = dark_pixels(dataset)
+    bands = None
+    if args.bands:
+        network = network_method(model, metadata["value_range"], autocast_dtype, autocast_dtype is not None)
+        bands = error_bands((network(source), target) for source, target in (dataset[i] for i in range(len(dataset))))
     if args.json:
         report = {"split": str(args.data / args.split), "rows": rows, "dark_pixels": dark, "lpips_note": lpips_note}
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report | ({"bands": bands} if bands else {}), indent=2))
     else:
         print(format_table(rows, lpips_note, dark))
+        if bands:
+            print(f"\nwhere the network's error lies:\n{format_bands(bands)}")
 
 
 if __name__ == "__main__":
