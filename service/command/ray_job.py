@@ -19,7 +19,6 @@ image in deploy/kuberay does), and a local folder must be one that every node se
 or a shared filesystem); use object storage otherwise.
 """
 
-import contextlib
 import csv
 import io
 import math
@@ -35,6 +34,7 @@ import ray
 import torch
 from pyarrow import fs
 
+from model.files import write_whole
 from model.weights import WeightsError
 from service.codecs.imaging import DecodedImage, decode
 from service.command.local import Relighter
@@ -161,24 +161,16 @@ def encode_and_write(row: ImageRow, target: str) -> ResultRow:
 
 
 def write_output(target: str, name: str, data: bytes) -> None:
-    """On a local disk written to a hidden .NAME.partial beside and renamed into place (as model.files.write_whole
-    does for the local command), so an interrupted job leaves no half file to be skipped, and a failed write leaves
-    nothing; object stores show an object only once its upload completes."""
+    """On a local disk through model.files.write_whole, as the local command writes (a hidden .NAME.partial renamed
+    into place, removed if the write fails), so an interrupted job leaves no half file to be skipped; object stores
+    show an object only once its upload completes."""
     filesystem_, folder = filesystem(target)
     path = f"{folder}/{name}"
-    if not isinstance(filesystem_, fs.LocalFileSystem):
-        with filesystem_.open_output_stream(path) as stream:
-            stream.write(data)
+    if isinstance(filesystem_, fs.LocalFileSystem):
+        write_whole(Path(path), lambda partial: partial.write_bytes(data))
         return
-    partial = f"{folder}/.{name}.partial"
-    try:
-        with filesystem_.open_output_stream(partial) as stream:
-            stream.write(data)
-        filesystem_.move(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            filesystem_.delete_file(partial)
-        raise
+    with filesystem_.open_output_stream(path) as stream:
+        stream.write(data)
 
 
 def names_to_do(job: FolderJob) -> tuple[list[NameRow], int]:
