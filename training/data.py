@@ -96,20 +96,18 @@ class RelightPairs(Dataset):
         folders = folder if isinstance(folder, list) else [Path(folder)]
         self.pairs = [pair for one in folders for pair in discover_pairs(Path(one))]
         self.resize, self.crop, self.seed, self.epoch = resize, crop, seed, 0
+        sides = {}  # each input's shorter side, in pixels: read once, for the crop check below
         for pair in self.pairs:
-            if image_size(pair.input) != image_size(pair.target):
-                raise DataError(
-                    f"{pair.target}: size {image_size(pair.target)} differs from {pair.input} {image_size(pair.input)}"
-                )
+            size, target_size = image_size(pair.input), image_size(pair.target)
+            if size != target_size:
+                raise DataError(f"{pair.target}: size {target_size} differs from {pair.input} {size}")
+            sides[pair.input] = min(size)
         if crop is not None and resize is not None and crop > resize:
             raise DataError(f"crop {crop} is larger than the images resized to {resize}x{resize}")
         if crop is not None and resize is None:
-            smallest = min(self.pairs, key=lambda pair: min(image_size(pair.input)))
-            if crop > min(image_size(smallest.input)):
-                raise DataError(
-                    f"{smallest.input}: crop {crop} is larger than the image's side ({min(image_size(smallest.input))}"
-                    " pixels)"
-                )
+            smallest = min(sides, key=sides.__getitem__)
+            if crop > sides[smallest]:
+                raise DataError(f"{smallest}: crop {crop} is larger than the image's side ({sides[smallest]} pixels)")
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def set_epoch(self, epoch: int) -> None:
