@@ -1,9 +1,18 @@
-"""Files written whole or not at all, for everything relight leaves on disk: weight files, training's
-checkpoints and renders, and the relight command's answers."""
+"""Files on disk: written whole or not at all, for everything relight leaves there (weight files, training's
+checkpoints and renders, the relight command's answers), and which names are images it reads."""
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+from PIL import Image
+
+
+def image_suffixes() -> frozenset[str]:
+    """Lower-case suffixes (".png", ".tif", ...) of every format Pillow opens, as registered when called: a plugin
+    imported later (pillow-heif's ".heic") counts from then on. Both the relight command's folder runs and the
+    training pairs use it, so that a picture saved as TIFF or BMP is read rather than silently left out."""
+    return frozenset(suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN)
 
 
 def write_whole(path: Path, write: Callable[[Path], None]) -> None:

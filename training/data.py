@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-# Every suffix Pillow opens: a pair saved as TIFF or BMP is read, not silently left out of the set.
-PAIR_SUFFIXES = {suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN}
+from model.files import image_suffixes
+
 VIDIT_NAME = re.compile(r"^(?P<scene>Image\d+)_(?P<kelvin>\d+)_(?P<direction>[NESW]{1,2})$")
 
 
@@ -39,8 +39,9 @@ def discover_pairs(folder: Path) -> list[Pair]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
+    suffixes = image_suffixes()
     if (folder / "input").is_dir():
-        inputs = sorted(p for p in (folder / "input").iterdir() if p.suffix.lower() in PAIR_SUFFIXES)
+        inputs = sorted(p for p in (folder / "input").iterdir() if p.suffix.lower() in suffixes)
         pairs = []
         for path in inputs:
             target = folder / "target" / path.name
@@ -48,7 +49,7 @@ def discover_pairs(folder: Path) -> list[Pair]:
                 raise DataError(f"{path}: no target image {target}")
             pairs.append(Pair(path, target))
     else:
-        by_name = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in PAIR_SUFFIXES}
+        by_name = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in suffixes}
         pairs = []
         for stem, path in sorted(by_name.items()):
             match = VIDIT_NAME.match(stem)

@@ -6,14 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from model.files import write_whole
+from model.files import image_suffixes, write_whole
 from service.codecs.formats import SUFFIX_FORMATS, answer_suffix, same_format
 from service.codecs.imaging import DecodedImage, ImageError, encode
-
-IMAGE_SUFFIXES = {suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN}
 
 
 @dataclass
@@ -27,7 +24,7 @@ class FileTask:
 
 def is_image_name(name: str) -> bool:
     """Whether a folder run relights a file of this name: not hidden, and a suffix Pillow opens."""
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+    return not name.startswith(".") and Path(name).suffix.lower() in image_suffixes()
 
 
 def answer_name(name: str) -> str:
