@@ -100,6 +100,10 @@ def test_evaluate_reports_blacks_and_structure_for_each_method(night_set):
     assert rows["identity"]["ssim"] < rows["identity"]["structural_ssim"]
     dark = {"fraction": 0.5, "target_level": 0.0, "unlit_fraction": 0.5, "unlit_target_level": 0.0}
     assert dark_pixels(dataset) == dark
+    # The bands come from the outputs the scores were taken on: the identity's are the inputs' own error.
+    with_bands = evaluate(identity, dataset, bands=True)
+    assert with_bands["bands"] == error_bands(dataset[i] for i in range(len(dataset)))
+    assert with_bands.keys() - rows["identity"].keys() == {"bands"}
     assert black_frame_levels(identity) == {"flat": 0.0, "beside_patch": 0.0}
     assert black_frame_levels(lift) == {"flat": 10.0, "beside_patch": 10.0}
 
@@ -159,6 +163,6 @@ def test_evaluate_prints_the_bands_of_the_network(night_set, weights_file, capsy
     printed = capsys.readouterr().out
     assert "where the network's error lies:" in printed and "columns, west to east" in printed
     evaluate_main([*command, "--json"])
-    bands = json.loads(capsys.readouterr().out)["bands"]
+    bands = json.loads(capsys.readouterr().out)["rows"]["StackedDMSHN"]["bands"]
     assert [row["band"] for row in bands["luma"]] == ["0-4", "4-8", "8-40", "40-120", "120-256"]
     assert sum(row["pixel_share"] for row in bands["columns"]) == pytest.approx(1.0)

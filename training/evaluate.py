@@ -74,8 +74,11 @@ def score(
     }
 
 
-def evaluate(method: Callable[[torch.Tensor], torch.Tensor], dataset: RelightPairs, indices=None, lpips=None) -> dict:
-    """Score `method`, uint8 (H, W, 3) -> uint8 (H, W, 3), on the dataset; seconds count the method alone."""
+def evaluate(
+    method: Callable[[torch.Tensor], torch.Tensor], dataset: RelightPairs, indices=None, lpips=None, bands=False
+) -> dict:
+    """Score `method`, uint8 (H, W, 3) -> uint8 (H, W, 3), on the dataset; seconds count the method alone.
+    With `bands`, also "bands": where the error lies (training.error_bands), from the same outputs."""
     sources, outputs, targets, seconds = [], [], [], 0.0
     for index in indices if indices is not None else range(len(dataset)):
         source, target = dataset[index]
@@ -84,7 +87,8 @@ def evaluate(method: Callable[[torch.Tensor], torch.Tensor], dataset: RelightPai
         seconds += time.perf_counter() - start
         sources.append(source)
         targets.append(target)
-    return score(sources, outputs, targets, seconds, lpips)
+    scores = score(sources, outputs, targets, seconds, lpips)
+    return scores | {"bands": error_bands(zip(outputs, targets, strict=True))} if bands else scores
 
 
 def black_frame_levels(method: Callable[[torch.Tensor], torch.Tensor], size: int = BLACK_FRAME_SIZE) -> dict:
@@ -138,15 +142,17 @@ def evaluation_table(
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     lpips=None,
+    bands: bool = False,
 ) -> dict[str, dict]:
-    """One row per method (the network, then both baselines): `evaluate`'s scores and "black_frame"."""
+    """One row per method (the network, then both baselines): `evaluate`'s scores (with `bands`, where the error
+    lies) and "black_frame"."""
     methods = {
         type(model).__name__: network_method(model, value_range, autocast_dtype, channels_last),
         "colour transfer": colour_transfer,
         "identity": identity,
     }
     return {
-        name: evaluate(method, dataset, lpips=lpips) | {"black_frame": black_frame_levels(method)}
+        name: evaluate(method, dataset, lpips=lpips, bands=bands) | {"black_frame": black_frame_levels(method)}
         for name, method in methods.items()
     }
 
@@ -212,20 +218,17 @@ def main(argv: list[str] | None = None) -> None:
         lpips, lpips_note = None, str(why)
     autocast_dtype = fast_autocast_dtype(device) if args.precision == "auto" else None
     rows = evaluation_table(
-        model, dataset, metadata["value_range"], colour_transfer, autocast_dtype, autocast_dtype is not None, lpips
-    )
+        model, dataset, metadata["value_range"], colour_transfer, autocast_dtype, autocast_dtype is not None, lpips,
+        args.bands,
+    )  # fmt: skip
     dark = dark_pixels(dataset)
-    bands = None
-    if args.bands:
-        network = network_method(model, metadata["value_range"], autocast_dtype, autocast_dtype is not None)
-        bands = error_bands((network(source), target) for source, target in (dataset[i] for i in range(len(dataset))))
     if args.json:
         report = {"split": str(args.data / args.split), "rows": rows, "dark_pixels": dark, "lpips_note": lpips_note}
-        print(json.dumps(report | ({"bands": bands} if bands else {}), indent=2))
+        print(json.dumps(report, indent=2))
     else:
         print(format_table(rows, lpips_note, dark))
-        if bands:
-            print(f"\nwhere the network's error lies:\n{format_bands(bands)}")
+        if args.bands:
+            print(f"\nwhere the network's error lies:\n{format_bands(rows[type(model).__name__]['bands'])}")
 
 
 if __name__ == "__main__":
