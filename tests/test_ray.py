@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from service.codecs.imaging import ImageError, decode  # noqa: E402
 from service.command import main as command  # noqa: E402
-from service.command.ray_job import FAILURES, JobError, actor_shape, write_output  # noqa: E402
+from service.command.ray_job import FAILURES, JobError, actor_shape, write_to_store  # noqa: E402
 from tests.images import encode, scene, with_exif_orientation  # noqa: E402
 from tests.weight_files import write_nan_weights  # noqa: E402
 
@@ -132,7 +132,7 @@ def test_a_gpu_asked_of_a_cluster_without_one_stops_the_job_with_one_line(
 def test_a_write_that_fails_leaves_no_partial_file(tmp_path):
     (tmp_path / "scene.png" / "in_the_way").mkdir(parents=True)  # a folder where the output goes: the rename fails
     with pytest.raises(OSError):
-        write_output(str(tmp_path), "scene.png", b"relit bytes")
+        write_to_store(str(tmp_path), "scene.png", b"relit bytes")
     assert sorted(os.listdir(tmp_path)) == ["scene.png"]
 
 

@@ -154,13 +154,13 @@ def encode_and_write(row: ImageRow, target: str) -> ResultRow:
     """Encode a relit image in its answer format and write it to OUT; a row that failed before passes through."""
     if not row["error"]:
         try:
-            write_output(target, row["target"], encode_answer(row["image"], row["image"].rgb, None))
+            write_to_store(target, row["target"], encode_answer(row["image"], row["image"].rgb, None))
         except Exception as error:
             return ResultRow(name=row["name"], error=failure_reason(error))
     return ResultRow(name=row["name"], error=row["error"])
 
 
-def write_output(target: str, name: str, data: bytes) -> None:
+def write_to_store(target: str, name: str, data: bytes) -> None:
     """On a local disk through model.files.write_whole, as the local command writes (a hidden .NAME.partial renamed
     into place, removed if the write fails), so an interrupted job leaves no half file to be skipped; object stores
     show an object only once its upload completes."""

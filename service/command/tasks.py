@@ -1,5 +1,6 @@
 """One file to relight: where its output goes, how the output is named, encoded and written, and the report
-of the files that failed. Shared by the local, --server and --ray paths of `relight`."""
+of the files that failed. The local and --server paths of `relight` use all of it; --ray its names, encoding and
+failure reasons (its actors write to the cluster's store: ray_job.write_to_store)."""
 
 import sys
 from dataclasses import dataclass
