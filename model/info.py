@@ -1,10 +1,11 @@
 """Describe a weight file: parameters, FLOPs at 1024x1024, value range and metadata.
 
-python -m model.info [WEIGHTS]      (default: the shipped weights)
+python -m model.info [WEIGHTS]      (default: RELIGHT_WEIGHTS, as the service reads it, else the shipped weights)
 """
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def count_flops(architecture: type[nn.Module], height: int = 1024, width: int = 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("weights", nargs="?", type=Path, default=SHIPPED_WEIGHTS)
+    parser.add_argument(
+        "weights", nargs="?", type=Path, default=Path(os.environ.get("RELIGHT_WEIGHTS", SHIPPED_WEIGHTS))
+    )
     args = parser.parse_args(argv)
     try:
         metadata = read_metadata(args.weights)

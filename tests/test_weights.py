@@ -186,3 +186,7 @@ def test_info_prints_parameters_flops_and_range(tmp_path, stacked):
     assert "1.368 TFLOP" in result.stdout
     assert "[-0.5, 0.5]" in result.stdout
     assert '"data": "synthetic"' in result.stdout
+    # Without an argument it describes the file the service would serve: RELIGHT_WEIGHTS.
+    served = subprocess.run([sys.executable, "-m", "model.info"], capture_output=True, text=True, check=True,
+                            env={**os.environ, "RELIGHT_WEIGHTS": str(path)})  # fmt: skip
+    assert f"file          {path}" in served.stdout
