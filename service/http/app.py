@@ -4,6 +4,7 @@
 variables; `relight-serve` does the same and drains on SIGTERM (service.serve).
 """
 
+import functools
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -129,8 +130,14 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"internal error (request {request_id})"}, status_code=500)
 
 
+@functools.cache
+def module_app() -> FastAPI:
+    return create_app()
+
+
 def __getattr__(name: str):
-    # `uvicorn service.http.app:app` looks the app up here; building it lazily keeps imports free of side effects.
+    # `uvicorn service.http.app:app` looks the app up here; building it lazily keeps imports free of side effects,
+    # and once: a second `from service.http.app import app` gets the same app, not a second copy of the weights.
     if name == "app":
-        return create_app()
+        return module_app()
     raise AttributeError(name)
