@@ -1,8 +1,26 @@
+import os
+
 import pytest
 import torch
 
 from model import StackedDMSHN
 from model.weights import save_weights
+from service.settings import Settings
+
+# The service's settings as the shell exports them (an API key, a device, a queue size) would reach every server
+# the tests start and every Settings() they build: the tests set what they need and start from the defaults.
+SHELL_SETTINGS = sorted(name for name in os.environ if name.removeprefix("RELIGHT_").lower() in Settings.model_fields
+                        and name.startswith("RELIGHT_"))  # fmt: skip
+for name in SHELL_SETTINGS:
+    del os.environ[name]
+
+
+def pytest_report_header() -> str | None:
+    return (
+        f"ignoring the shell's {', '.join(SHELL_SETTINGS)}: the tests start from the defaults"
+        if SHELL_SETTINGS
+        else None
+    )
 
 
 @pytest.fixture(scope="session")
