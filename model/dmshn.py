@@ -81,6 +81,14 @@ class DMSHN(nn.Module):
         self.decoder_lv3 = Decoder(channels, widths)
 
     def forward(self, x1: torch.Tensor) -> torch.Tensor:
+        """Float (N, 3, H, W) in the weight file's value range (model.pixels) -> float (N, 3, H, W) in that range,
+        the relit image itself (no residual is added to the input). The output is not clamped and can fall outside
+        the range; model.pixels.from_network clamps it. The input's dtype must be the parameters' (or run under
+        torch.autocast).
+
+        H and W must be positive multiples of 16 (model.shapes.SIZE_MULTIPLE); other sizes raise RuntimeError
+        (mismatched sizes in a skip sum, or an empty resample below 4 pixels). model.inference pads to them.
+        """
         x2 = down(x1)
         x3 = down(x2)
 
@@ -103,6 +111,8 @@ class StackedDMSHN(nn.Module):
         self.net2 = DMSHN(channels, widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """As DMSHN.forward: float (N, 3, H, W) in the value range, H and W positive multiples of 16 (else
+        RuntimeError) -> float (N, 3, H, W), unclamped. The first network's output reaches the second unclamped."""
         return self.net2(self.net1(x))
 
 

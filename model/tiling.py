@@ -117,7 +117,12 @@ class TiledImage:
         return self.pixels[window.top : window.top + window.height, window.left : window.left + window.width]
 
     def add(self, window: Window, output: np.ndarray) -> None:
-        """Blend one window's uint8 output into the result."""
+        """Blend one window's output, uint8 (window.height, window.width, 3), into the result.
+
+        With one window the output is kept as it is, by reference and unchecked, and becomes result(). With
+        several it is weighted (the ramps) into a float32 (H, W, 3) sum; `window` must be one of `windows`
+        (another raises KeyError or ValueError), and adding a window twice counts it twice.
+        """
         if len(self.windows) == 1:
             self._whole = output
             return
@@ -128,7 +133,13 @@ class TiledImage:
         region += output * weight
 
     def result(self) -> np.ndarray:
-        """The relit image, uint8 (H, W, 3) at the input's size: the blended windows, rounded and clipped."""
+        """The relit image, uint8 (H, W, 3) at the input's size: the blended windows, rounded and clipped to 0..255
+        (with one window, add()'s output itself, not a copy).
+
+        Meant for after every window has been added; nothing checks that. Before any add() it raises TypeError;
+        with only some windows added it returns the partial sum: black where no window has landed yet, and
+        darker than it should be where only some of the windows covering a pixel have.
+        """
         if self._whole is not None:
             return self._whole
         return np.clip(np.rint(self._sum), 0, 255).astype(np.uint8)

@@ -11,6 +11,17 @@ from service.tracing import missing_packages
 
 
 class Settings(BaseSettings):
+    """The service's configuration, read from RELIGHT_* environment variables when constructed (pydantic-settings,
+    names in any case: RELIGHT_MAX_QUEUE sets max_queue); frozen once built. Units are in the names (_bytes, _s,
+    _ms) or the descriptions; image and tile sizes are in pixels.
+
+    Raises pydantic.ValidationError (a ValueError) for a value that does not parse or is out of its bounds
+    (ge/le/pattern), tile_overlap above half of tile_size, a tile larger than max_batch_pixels, or tracing
+    without its extra; relight-serve turns it into one line and exit status 1. docs/configuration.md's table
+    lists every field and its default, and tests/test_configuration_table.py checks the two against each other:
+    a field added here goes there too.
+    """
+
     model_config = SettingsConfigDict(env_prefix="RELIGHT_", frozen=True)
 
     weights: Path = Field(SHIPPED_WEIGHTS, description="relight weight file (safetensors)")
@@ -24,7 +35,7 @@ class Settings(BaseSettings):
         "auto",
         description="torch.compile the warmed shapes in warm-up; auto: on for CPUs with fast bf16 and a C++ compiler",
     )
-    max_batch_size: int = Field(8, ge=1, le=256)
+    max_batch_size: int = Field(8, ge=1, le=256)  # images or tiles per forward pass; max_batch_pixels may bind first
     max_batch_pixels: int = Field(
         4 * 1024 * 1024, ge=1, description="pixels per forward pass (images or tiles of one shape); bounds its memory"
     )
@@ -38,6 +49,7 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits for more same-size images")
     max_queue: int = Field(64, ge=1, description="images waiting for the model; beyond this: 503")
     request_timeout_s: float = Field(60.0, gt=0, description="end-to-end deadline; beyond it: 504")
+    # Bytes of request body (413 beyond), and of file plus decompressed metadata (service.codecs.imaging).
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
     max_pixels: int = Field(4096 * 4096, ge=1, description="width x height, checked from the header before decoding")
     upload_timeout_s: float = Field(30.0, gt=0, description="time allowed to receive a request body; beyond it: 408")
@@ -79,8 +91,8 @@ class Settings(BaseSettings):
         description="OpenTelemetry spans of each request, exported by OTLP/HTTP as the standard OTEL_* variables say "
         "(the `tracing` extra; service.tracing, docs/tracing.md)",
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = "127.0.0.1"  # address relight-serve listens on; its --host wins
+    port: int = 8000  # TCP port relight-serve listens on; its --port wins (not range-checked here: the bind fails)
 
     @field_validator("tracing")
     @classmethod

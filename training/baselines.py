@@ -15,6 +15,11 @@ def identity(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class ColourTransfer:
+    """The global colour transfer y = x @ M + b, one mapping for every pixel: x and y are RGB row vectors on
+    [0, 1] (uint8 / 255), `matrix` M float64 (3, 3) with M[i, j] the weight of input channel i in output j,
+    `bias` b float64 (3,). Called on uint8 (..., 3) CPU tensors, it rounds and clips back to uint8. fit()
+    finds M and b by least squares; training.identity_init.colour_init_ starts a network as this mapping."""
+
     def __init__(self, matrix: np.ndarray, bias: np.ndarray):
         self.matrix, self.bias = matrix, bias
 
@@ -23,7 +28,12 @@ class ColourTransfer:
         cls, dataset: Dataset, pixels_per_image: int = 20_000, seed: int = 0, offset: bool = True
     ) -> "ColourTransfer":
         """Least squares y = x M + b over `pixels_per_image` random pixels of each pair, x and y in [0, 1];
-        offset=False fits y = x M (b = 0). M is float64 (3, 3), b float64 (3,)."""
+        offset=False fits y = x M (b = 0). M is float64 (3, 3), b float64 (3,).
+
+        `dataset` yields (source, target) uint8 (H, W, 3) tensors, as training.data.RelightPairs does (its
+        random crops when it crops); `seed` seeds the choice of pixels. Raises ValueError for an empty
+        dataset.
+        """
         rng = np.random.default_rng(seed)
         sources, targets = [], []
         for index in range(len(dataset)):

@@ -1,6 +1,9 @@
-"""The paper's losses: L2 (stage 1), the combined loss (stage 2), and the Combined Sobel Loss ablation.
+"""The paper's losses (MSR-Net, Das, Shah, Dutta): L2 (stage 1), the combined loss (stage 2), and the Combined
+Sobel Loss ablation.
 
-All take network outputs and targets in the network's value range (low, high).
+The loss modules (L2Loss, CombinedLoss, CombinedSobelLoss) take network outputs and targets, float (N, 3, H, W),
+in the network's value range (low, high); CombinedLoss maps them to [0, 1] itself for the terms that need it.
+dark_l1 takes images already on [0, 1]; tv_loss and sobel_edges work in whatever range they are given.
 """
 
 import torch
@@ -75,6 +78,15 @@ class CombinedLoss(nn.Module):
         self.perceptual_weight, self.tv_weight = perceptual_weight, tv_weight
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """output, target: float (N, 3, H, W) of one shape, in the network's value range -> a float32 scalar
+        (0-dim), computed in float32 whatever the inputs' dtype; negative when the SSIM term outweighs the rest.
+
+        L1, L2 and TV are taken in the value range, SSIM, dark L1 and VGG on [0, 1]; TV is a sum, not a mean,
+        so its term grows with N x H x W (hence the tiny weight). SSIM is pytorch_msssim's (11-pixel Gaussian
+        window, sigma 1.5, no padding): it raises ValueError for differing shapes and skips the smoothing, with
+        a warning, along a side below 11 pixels. The VGG16 features need sides of at least 32 pixels (five 2x2
+        poolings).
+        """
         output, target = output.float(), target.float()
         loss = self.l1_weight * F.l1_loss(output, target)
         if self.l2_weight:
@@ -97,11 +109,19 @@ class CombinedSobelLoss(nn.Module):
         self.sobel_weight = sobel_weight
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """output, target: float (N, 3, H, W) of one shape, in the network's value range -> a float32 scalar
+        (0-dim): mean squared error plus sobel_weight x the mean absolute difference of their Sobel maps, both
+        in the value range's units (edges padded by replicating the border pixels)."""
         output, target = output.float(), target.float()
         edges = F.l1_loss(sobel_edges(output), sobel_edges(target))
         return F.mse_loss(output, target) + self.sobel_weight * edges
 
 
 class L2Loss(nn.Module):
+    """Stage 1's loss, and --loss l2's throughout: the mean squared error in the network's value range."""
+
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """output, target: float (N, 3, H, W) of one shape, in the network's value range -> a float32 scalar
+        (0-dim), the mean over every element, computed in float32. Shapes that differ but broadcast are
+        broadcast by F.mse_loss with only a UserWarning."""
         return F.mse_loss(output.float(), target.float())

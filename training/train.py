@@ -55,6 +55,23 @@ COMPILE_CHOICES = ("auto", "on", "off")
 
 @dataclass
 class TrainConfig:
+    """Every setting of a training run, and the command line's source of truth: parse_args gives each field an
+    option of its own name, --field_name (underscores kept: --max_steps 100, --stage2_step 0). A bool field
+    takes --name or --no-name (--no-channels_last, --no-identity_init); an optional one (int | None,
+    str | None) takes "none" in any case to set None (--crop none); the rest take one value of the field's
+    type. Options given override the chosen preset (PRESETS; --preset cpu unless named), or with --resume the
+    configuration saved in the checkpoint; a preset sets only some fields, and the rest keep these defaults.
+
+    Units: steps are optimiser steps, batch_size pairs per step in each process (torchrun runs one per GPU),
+    resize and crop sides in pixels. The configuration is saved in each checkpoint (OUT/checkpoint.pt), and a
+    --resume may change only the fields in RESUME_MAY_CHANGE.
+
+    Raises ConfigError when built with a value that cannot train: ema_decay outside [0, 1), max_steps below 0,
+    batch_size, eval_every or checkpoint_every below 1, lr not a positive finite number, or loss, amp,
+    compile, storage_dtype or architecture not one of its named choices. value_range is checked later, when
+    train() parses it (model.pixels.parse_value_range).
+    """
+
     data: str = "data/synth"  # track-1 layout: DATA/train and DATA/validation; "A,B" trains on both, validates on A
     out: str = "runs/cpu"
     architecture: str = "StackedDMSHN"

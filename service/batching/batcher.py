@@ -143,6 +143,8 @@ class Batcher:
         metrics.seconds_per_megapixel.set_function(lambda: (self.seconds_per_pixel or 0.0) * 1e6)
 
     def start(self) -> None:
+        """Start the consumer task on the running event loop (RuntimeError outside one). Call it once: a second
+        call starts a second consumer beside the first, which nothing guards against."""
         self._consumer = asyncio.create_task(self._consume(), name="relight-batcher")
 
     async def run_in_worker(self, function, *args):
@@ -150,6 +152,9 @@ class Batcher:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     def estimate_s(self, pixels: int) -> float:
+        """Estimated compute seconds for `pixels` pixels of windows (a pixel two overlapping tiles share counts
+        twice, as work_pixels sums them): pixels x seconds_per_pixel, measured in warm-up and then followed as
+        batches run. 0.0 until warm-up has set that rate (admit() checks nothing before then)."""
         return pixels * (self.seconds_per_pixel or 0.0)
 
     def _waiting_work(self) -> list[int]:
@@ -184,6 +189,8 @@ class Batcher:
         return reservation
 
     def release(self, reservation: Reservation | None) -> None:
+        """Take back admit()'s reservation (its pixels stop counting in the backlog), for an upload that will not
+        be submitted (decoding failed). None, or a reservation already released or submitted, is a no-op."""
         self._reserved.discard(reservation)
 
     async def submit(self, pixels: np.ndarray, deadline: float, reservation: Reservation | None = None) -> Job:

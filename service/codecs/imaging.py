@@ -72,9 +72,21 @@ class ImageError(Exception):
 
 @dataclass
 class DecodedImage:
+    """An upload's pixels, upright (EXIF orientation applied), and what goes back with them.
+
+    `rgb` is uint8 (H, W, 3) sRGB, converted from the upload's colour profile where it has one (none: taken as
+    sRGB); `metadata.colour` says which profile the answer embeds and whether encode converts back to it. 16-bit
+    and float greyscale is scaled to 0..255 and repeated into the three channels. `alpha` is uint8 (H, W), the
+    same H and W, or None when the upload has no transparency. `source_format` is the upload's format as Pillow
+    names it ("JPEG", "MPO", "PNG", "HEIF"; "unknown" when Pillow gives none), not the lower-case answer format
+    ("jpeg", "png", "heic") that encode's `image_format` takes: service.codecs.formats.same_format maps one to
+    the other ("MPO" -> "jpeg"). `metadata` holds the colour space, EXIF, DPI, XMP and PNG text, each already
+    within its bound.
+    """
+
     rgb: np.ndarray  # uint8 (H, W, 3), sRGB
     alpha: np.ndarray | None  # uint8 (H, W) or None
-    source_format: str
+    source_format: str  # Pillow's format name ("JPEG", "MPO"), not an answer format
     metadata: Metadata = field(default_factory=Metadata)
 
 

@@ -47,6 +47,11 @@ def view(memory: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclass(eq=False)
 class SharedBuffer:
+    """One file in the pool's directory and this process's mapping of it: `capacity` bytes, a whole number of
+    MiB, all reserved when the file was made. An image of shape (H, W, 3) uses its first H * W * 3 bytes
+    (view); the rest is left as it was. The mapping stays valid after the file is deleted, until the array
+    and its views are gone."""
+
     path: Path
     memory: np.ndarray  # flat uint8, `capacity` bytes
 
@@ -68,6 +73,15 @@ class BufferPool:
         self.idle: list[SharedBuffer] = []
 
     def take(self, nbytes: int) -> SharedBuffer:
+        """A buffer of at least `nbytes` bytes (nbytes >= 1): the smallest idle one that holds nbytes and is no
+        larger than max(2 * nbytes, 1 MiB), else a new file of nbytes rounded up to whole MiB. Its bytes are
+        whatever was there (zeros when new).
+
+        Raises OSError when a new file cannot be made or its space reserved: ENOSPC where /dev/shm (Docker's
+        default: 64 MB) or the fallback temp directory is full; a file made is removed before. The pool stays
+        usable. RemoteModel.submit (service.workers.remote_model) logs it and raises QueueFull, which the
+        /relight route answers with 503 (service.http.routes.not_queued).
+        """
         fitting = [buffer for buffer in self.idle if nbytes <= buffer.capacity <= max(2 * nbytes, MiB)]
         if fitting:
             buffer = min(fitting, key=lambda buffer: buffer.capacity)
@@ -76,6 +90,8 @@ class BufferPool:
         return self._make(-(-nbytes // MiB) * MiB)
 
     def give_back(self, buffer: SharedBuffer) -> None:
+        """Keep `buffer` idle for a later take(); then, while the idle buffers come to more than keep_bytes bytes,
+        delete the longest idle (the one just given back too, when it alone is larger), calling forget(path)."""
         self.idle.append(buffer)
         while sum(idle.capacity for idle in self.idle) > self.keep_bytes:
             self._delete(self.idle.pop(0))
