@@ -112,7 +112,8 @@ def main() -> None:
     for (kind, status), count in sorted(answers.items(), key=lambda item: (item[0][0], str(item[0][1]))):
         print(f"| {kind} | {status} | {count} |")
     print(f"\nrequests answered: {sum(answers.values())}; lost (no HTTP answer): {len(lost)} {lost[:5]}")
-    print(f"5xx answers other than 503: {sum(c for (k, s), c in answers.items() if str(s).startswith('5') and s != 503)}")
+    server_errors = sum(c for (_, status), c in answers.items() if str(status).startswith("5") and status != 503)
+    print(f"5xx answers other than 503: {server_errors}")
     print(f"resident memory MB: idle {idle / 2**20:.0f}, peak {peak[0] / 2**20:.0f}, after {after / 2**20:.0f}")
     print(f"server alive at the end: {alive}; exit code after SIGTERM: {exit_code}")
 
