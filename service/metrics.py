@@ -18,7 +18,7 @@ from prometheus_client import (
 # Image work spans a few milliseconds (decoding a thumbnail) to a minute (a 4K image on a CPU).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 STAGES = ("decode", "queue", "inference", "encode")
-REFUSALS = ("queue_full", "backlog", "too_big", "not_ready", "draining")
+REFUSALS = ("queue_full", "shared_memory", "backlog", "too_big", "not_ready", "draining")
 
 
 def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
@@ -61,7 +61,7 @@ class RequestMetrics:
         )
         self.refused = Counter(
             "relight_admissions_refused_total",
-            "Uploads refused before queueing, by reason (queue_full, backlog, too_big, not_ready, draining).",
+            f"Uploads refused before queueing, by reason ({', '.join(REFUSALS)}).",
             ["reason"],
             registry=registry,
         )

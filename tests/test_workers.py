@@ -1,5 +1,6 @@
 """relight-serve with RELIGHT_WORKERS=2: two HTTP workers, and the model with its one queue in a third process."""
 
+import asyncio
 import os
 import re
 import signal
@@ -12,7 +13,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
+from service.batching.handle import NoSharedMemory
+from service.http.routes import not_queued
+from service.http.state import ServiceState
+from service.metrics import RequestMetrics
+from service.settings import Settings
+from service.tracing import NoTracing
+from service.workers.remote_model import RemoteModel
 from tests.images import encode, scene
 from tests.server import leave_while_queued, running_server, wait_until
 
@@ -141,3 +150,19 @@ def test_when_the_model_process_dies_the_service_exits_1(weights_file, tmp_path)
         assert server.process.wait(timeout=60) == 1
     assert "the model process exited" in server.log()
     assert not shared_dir(server.log()).exists()
+
+
+@pytest.mark.fast
+def test_no_room_in_shared_memory_is_a_503_that_names_it(tmp_path):
+    """Where the tmpfs cannot take an image's buffer (here its folder is gone; in a container, a full /dev/shm),
+    the upload is refused as a full queue is, in its own words and under its own metric reason."""
+    model = RemoteModel(tmp_path / "model.sock", tmp_path / "removed", on_lost=lambda: None)
+    with pytest.raises(NoSharedMemory):
+        asyncio.run(model.submit(np.zeros((16, 16, 3), np.uint8), time.monotonic() + 10))
+    registry = CollectorRegistry()
+    state = ServiceState(Settings(), model, RequestMetrics(registry), registry, NoTracing())
+    refusal = not_queued(state, NoSharedMemory())
+    assert refusal.status_code == 503 and refusal.headers["Retry-After"] == "1"
+    assert "no shared memory is left" in refusal.detail
+    assert registry.get_sample_value("relight_admissions_refused_total", {"reason": "shared_memory"}) == 1
+    assert registry.get_sample_value("relight_admissions_refused_total", {"reason": "queue_full"}) == 0

@@ -40,7 +40,12 @@ def weights_tag(file_name: str, sha256: str) -> str:
 
 
 class QueueFull(Exception):
-    """RELIGHT_MAX_QUEUE images are waiting (or, with workers, no shared memory is left for this one): 503."""
+    """RELIGHT_MAX_QUEUE images are waiting: 503."""
+
+
+class NoSharedMemory(QueueFull):
+    """With workers, the shared-memory tmpfs (/dev/shm) has no room left for this image: 503, like a full queue
+    (it frees as answers go out), but the answer and the refusal metric name the cause: the tmpfs is too small."""
 
 
 class NotAccepting(Exception):

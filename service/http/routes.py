@@ -15,6 +15,7 @@ from service.batching.handle import (
     Backlogged,
     DeadlinePassed,
     InferenceFailed,
+    NoSharedMemory,
     NotAccepting,
     QueueFull,
     SubmittedJob,
@@ -87,6 +88,10 @@ async def relight_endpoint(request: Request, state: State, format: FormatName = 
 
 
 def not_queued(state: ServiceState, refusal: QueueFull | NotAccepting) -> HTTPException:
+    """The 503 for an image the queue did not take, counted by reason in relight_admissions_refused_total."""
+    if isinstance(refusal, NoSharedMemory):
+        state.metrics.refused.labels(reason="shared_memory").inc()
+        return unavailable("no shared memory is left for this image (the host's /dev/shm is full); retry shortly")
     if isinstance(refusal, QueueFull):
         state.metrics.refused.labels(reason="queue_full").inc()
         return unavailable(f"the queue is full ({state.settings.max_queue} images waiting); retry shortly")

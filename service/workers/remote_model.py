@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
-from service.batching.handle import InferenceFailed, ModelDescription, NotAccepting, Outcome, QueueFull
+from service.batching.handle import InferenceFailed, ModelDescription, NoSharedMemory, NotAccepting, Outcome
 from service.workers import shared_images
 from service.workers.messages import Answered, Status, frame, read_message
 
@@ -97,7 +97,7 @@ class RemoteModel:
             self.release(reservation)
             log.warning("no shared memory for a %dx%d image (%s); raise the tmpfs size (docker: --shm-size)",
                         pixels.shape[1], pixels.shape[0], error)  # fmt: skip
-            raise QueueFull from None
+            raise NoSharedMemory from None
         shared = shared_images.view(buffer.memory, pixels.shape)
         if pixels.nbytes > INLINE_COPY_BYTES:
             await run_in_threadpool(np.copyto, shared, pixels)

@@ -79,7 +79,7 @@ class BufferPool:
 
         Raises OSError when a new file cannot be made or its space reserved: ENOSPC where /dev/shm (Docker's
         default: 64 MB) or the fallback temp directory is full; a file made is removed before. The pool stays
-        usable. RemoteModel.submit (service.workers.remote_model) logs it and raises QueueFull, which the
+        usable. RemoteModel.submit (service.workers.remote_model) logs it and raises NoSharedMemory, which the
         /relight route answers with 503 (service.http.routes.not_queued).
         """
         fitting = [buffer for buffer in self.idle if nbytes <= buffer.capacity <= max(2 * nbytes, MiB)]
