@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
         settings = Settings()
     except Exception as error:
         sys.exit(f"relight: cannot start: bad RELIGHT_* setting: {error}".replace("\n", " "))
-    host, port = args.host or settings.host, args.port or settings.port
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port  # --port 0: any free port, as uvicorn's
     if settings.workers > 1:
         sys.exit(supervisor.serve(settings, engine_factory, host, port))
     swaps = HangupSwaps()

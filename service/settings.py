@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         "(the `tracing` extra; service.tracing, docs/tracing.md)",
     )
     host: str = "127.0.0.1"  # address relight-serve listens on; its --host wins
-    port: int = 8000  # TCP port relight-serve listens on; its --port wins (not range-checked here: the bind fails)
+    port: int = Field(8000, ge=0, le=65535)  # TCP port relight-serve listens on (0: any free one); its --port wins
 
     @field_validator("tracing")
     @classmethod

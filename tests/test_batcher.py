@@ -89,6 +89,8 @@ def test_least_work_left_goes_first_ties_by_arrival_and_a_small_upload_runs_betw
         device = Device()
         queue = Queue(device, tile=64, overlap=8, max_batch_size=2, max_batch_pixels=2 * 64 * 64)
         queue.batcher.start()
+        with pytest.raises(RuntimeError, match="already started"):  # a second consumer would split the batches
+            queue.batcher.start()
         device.hold.clear()
         big = await queue.submit(200, 200, 1)
         await device.next_batch_started()  # two of its tiles are on the device

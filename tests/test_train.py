@@ -211,6 +211,7 @@ def test_command_line_overrides_the_preset():
         (["--amp", "bf61"], "amp must be one of auto, off, bf16, fp16, not 'bf61'"),
         (["--compile", "yes"], "compile must be one of auto, on, off, not 'yes'"),
         (["--storage_dtype", "bf16"], "storage_dtype must be one of float16, float32, not 'bf16'"),
+        (["--value_range", "1,0"], "value range must have low < high, got '1,0'"),  # was a traceback in train()
         (["--resume", "--out", "{tmp}/nothing"], "no checkpoint to resume at {tmp}/nothing/checkpoint.pt"),
         (["--resume", "--out", "{tmp}/damaged"], "cannot resume from {tmp}/damaged/checkpoint.pt: not a readable"),
     ],

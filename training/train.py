@@ -68,8 +68,8 @@ class TrainConfig:
 
     Raises ConfigError when built with a value that cannot train: ema_decay outside [0, 1), max_steps below 0,
     batch_size, eval_every or checkpoint_every below 1, lr not a positive finite number, or loss, amp,
-    compile, storage_dtype or architecture not one of its named choices. value_range is checked later, when
-    train() parses it (model.pixels.parse_value_range).
+    compile, storage_dtype or architecture not one of its named choices, or a value_range that
+    model.pixels.parse_value_range refuses.
     """
 
     data: str = "data/synth"  # track-1 layout: DATA/train and DATA/validation; "A,B" trains on both, validates on A
@@ -122,6 +122,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ConfigError(f"lr must be a positive number, not {self.lr}")
+        try:
+            parse_value_range(self.value_range)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         # Named choices, checked before any work: a typo would otherwise train another loss and record the typo, or
         # fail with a traceback at the first save.
         choices = {"loss": LOSSES, "amp": AMP_CHOICES, "compile": COMPILE_CHOICES,

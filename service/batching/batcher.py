@@ -143,8 +143,10 @@ class Batcher:
         metrics.seconds_per_megapixel.set_function(lambda: (self.seconds_per_pixel or 0.0) * 1e6)
 
     def start(self) -> None:
-        """Start the consumer task on the running event loop (RuntimeError outside one). Call it once: a second
-        call starts a second consumer beside the first, which nothing guards against."""
+        """Start the consumer task on the running event loop. Raises RuntimeError outside one, and on a second
+        call: two consumers would take batches off one queue side by side."""
+        if self._consumer is not None:
+            raise RuntimeError("the batcher is already started")
         self._consumer = asyncio.create_task(self._consume(), name="relight-batcher")
 
     async def run_in_worker(self, function, *args):
