@@ -197,6 +197,8 @@ def test_command_line_overrides_the_preset():
     assert (cfg.max_steps, cfg.crop, cfg.channels_last, cfg.lr, cfg.batch_size) == (10, None, False, 2e-3, 2)
     v3 = parse_args(["--preset", "v3", "--crop", "none", "--init_weights", "none"])  # both set in the preset
     assert (v3.crop, v3.init_weights, v3.ema_decay) == (None, None, 0.998)
+    hyphens = parse_args(["--preset", "paper", "--max-steps", "10", "--crop", "none", "--no-channels-last"])
+    assert hyphens == cfg
 
 
 @pytest.mark.parametrize(

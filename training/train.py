@@ -56,8 +56,8 @@ COMPILE_CHOICES = ("auto", "on", "off")
 @dataclass
 class TrainConfig:
     """Every setting of a training run, and the command line's source of truth: parse_args gives each field an
-    option of its own name, --field_name (underscores kept: --max_steps 100, --stage2_step 0). A bool field
-    takes --name or --no-name (--no-channels_last, --no-identity_init); an optional one (int | None,
+    option of its own name, --field_name (--max_steps 100, --stage2_step 0), also spelt with hyphens (--max-steps).
+    A bool field takes --name or --no-name (--no-channels_last, --no-channels-last); an optional one (int | None,
     str | None) takes "none" in any case to set None (--crop none); the rest take one value of the field's
     type. Options given override the chosen preset (PRESETS; --preset cpu unless named), or with --resume the
     configuration saved in the checkpoint; a preset sets only some fields, and the rest keep these defaults.
@@ -192,11 +192,14 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     for field in dataclasses.fields(TrainConfig):
+        # The field's own name, and the hyphenated spelling the relight command and model.convert use.
+        flags = dict.fromkeys([f"--{field.name}", f"--{field.name.replace('_', '-')}"])
         # SUPPRESS: an option not given is absent, so "--crop none" (None) still overrides the preset.
         if field.type is bool:
-            parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+            parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS)  # fmt: skip
         else:
-            parser.add_argument(f"--{field.name}", type=parse_field(field.type), default=argparse.SUPPRESS,
+            parser.add_argument(*flags, dest=field.name, type=parse_field(field.type), default=argparse.SUPPRESS,
                                 metavar=field.name.upper())  # fmt: skip
     overrides = vars(parser.parse_args(argv))
     base = PRESETS[overrides.pop("preset")]
