@@ -34,15 +34,15 @@ MIXED_BATCHES = [(4, 1024, 1024), (8, 512, 512), (3, 1088, 1088), (1, 720, 1280)
 def child(allocator: str, compile_mode: str, size: int, repeats: int) -> dict:
     import numpy as np
 
-    import service.batching.engine
+    import service.inference.engine
     from service.settings import Settings
 
     if allocator != "reuse_freed_memory":
-        service.batching.engine.reuse_freed_memory = lambda: False
+        service.inference.engine.reuse_freed_memory = lambda: False
     if compile_mode == "mixed":
-        return mixed_batches(service.batching.engine.Engine(Settings(warmup="", warmup_tile=False, compile="off")))
+        return mixed_batches(service.inference.engine.Engine(Settings(warmup="", warmup_tile=False, compile="off")))
     settings = Settings(warmup=f"{size}x{size}", warmup_tile=False, compile=compile_mode)
-    engine = service.batching.engine.Engine(settings)
+    engine = service.inference.engine.Engine(settings)
     worker = concurrent.futures.ThreadPoolExecutor(1)
     worker.submit(engine.warm_up, settings.warmup_shapes(), lambda height, width: 1).result()
     pixels = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model.weights import SHIPPED_WEIGHTS  # noqa: E402
-from service.batching.engine import Engine  # noqa: E402
+from service.inference.engine import Engine  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.images import scene  # noqa: E402
 from tests.server import Server, free_port, wait_until  # noqa: E402

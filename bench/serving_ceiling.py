@@ -44,7 +44,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def zero_cost_engine(settings):
     """The real Engine (weights loaded, settings honoured) whose forward pass costs nothing."""
     from service.batching.batcher import BatchResult
-    from service.batching.engine import Engine
+    from service.inference.engine import Engine
 
     class ZeroCostEngine(Engine):
         def run(self, pixels: np.ndarray) -> BatchResult:

@@ -2,7 +2,7 @@
 
 On SIGTERM or Ctrl-C the service stops taking new /relight requests (503, /readyz 503),
 answers every request it already accepted, then exits 0. A second signal exits at once (143 or 130).
-On SIGHUP it swaps to the weight file at RELIGHT_WEIGHTS while serving (service.batching.weights_swap).
+On SIGHUP it swaps to the weight file at RELIGHT_WEIGHTS while serving (service.inference.weights_swap).
 With RELIGHT_WORKERS > 1 it runs a model process and that many HTTP workers (service.workers.supervisor).
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import uvicorn
 
-from service.batching.engine import Engine
-from service.batching.hangup import HangupSwaps, swap_on_hangup
 from service.http.app import create_app
 from service.http.draining import DrainingServer
 from service.http.header_deadline import header_deadline_protocol
+from service.inference.engine import Engine
+from service.inference.hangup import HangupSwaps, swap_on_hangup
 from service.settings import Settings
 from service.workers import supervisor
 

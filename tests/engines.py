@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from service.batching.batcher import BatchResult
-from service.batching.engine import Engine
 from service.http.app import create_app
+from service.inference.engine import Engine
 from service.serve import main
 
 POISON = 13

@@ -11,7 +11,7 @@ PROBE = textwrap.dedent(
     """
     import concurrent.futures, json, resource
     import numpy as np
-    from service.batching.engine import Engine
+    from service.inference.engine import Engine
     from service.settings import Settings
 
     settings = Settings(weights=WEIGHTS, warmup="1024x1024", warmup_tile=False, compile="off")

@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from model.tiling import Tiling, tile_windows
 from service.batching.batcher import LEARN_FROM_PIXELS, Batcher, BatchResult
-from service.batching.engine import Engine
 from service.batching.handle import (
     Backlogged,
     DeadlinePassed,
@@ -25,7 +24,8 @@ from service.batching.handle import (
     QueueFull,
     TooBig,
 )
-from service.batching.local_model import LocalModel
+from service.inference.engine import Engine
+from service.inference.local_model import LocalModel
 from service.metrics import ModelMetrics
 from service.settings import Settings
 

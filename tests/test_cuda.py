@@ -17,7 +17,7 @@ import torch
 
 from model.inference import relight
 from model.weights import SHIPPED_WEIGHTS, load_weights
-from service.batching.engine import Engine
+from service.inference.engine import Engine
 from service.settings import Settings
 from tests.images import scene
 from training.metrics import psnr

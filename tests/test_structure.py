@@ -144,7 +144,7 @@ def test_the_queue_does_not_stand_on_the_device():
     third_party = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                    for alias in node.names}  # fmt: skip
     third_party |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "service.batching.engine" not in direct
+    assert "service.inference.engine" not in direct
     assert "torch" not in third_party
 
 
@@ -156,7 +156,7 @@ def test_loading_the_queue_loads_no_torch():
 
 @pytest.mark.fast
 @pytest.mark.parametrize(
-    "handle", ["service.batching.local_model.LocalModel", "service.workers.remote_model.RemoteModel"]
+    "handle", ["service.inference.local_model.LocalModel", "service.workers.remote_model.RemoteModel"]
 )
 def test_each_model_handle_has_the_written_interface(handle):
     """LocalModel (one process) and RemoteModel (HTTP workers) both have every ModelHandle method, with its

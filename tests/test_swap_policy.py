@@ -1,4 +1,4 @@
-"""The weights swap's policy in process (LocalModel.reload, service.batching.hangup.HangupSwaps), on the real engine:
+"""The weights swap's policy in process (LocalModel.reload, service.inference.hangup.HangupSwaps), on the real engine:
 what a swap that fails unforeseen does, a swap asked for while another runs, and SIGHUPs that come during one or
 before the model serves. tests/test_weights_swap.py shows the same through a real server; here a gate holds a swap
 after it has read its file, so that what arrives meanwhile is decided by the test, not by the machine's speed."""
@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from model import StackedDMSHN
 from model.weights import save_weights
-from service.batching.engine import Engine
 from service.batching.handle import SwapBusy, SwapRefused
-from service.batching.hangup import HangupSwaps
-from service.batching.local_model import LocalModel
+from service.inference.engine import Engine
+from service.inference.hangup import HangupSwaps
+from service.inference.local_model import LocalModel
 from service.settings import Settings
 
 WAIT_S = 60.0  # the most a step waits for a swap before the test fails (a swap warms a 256x256 pass: seconds here)

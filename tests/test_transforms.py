@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from model.transforms import Relight
-from service.batching.engine import Engine
 from service.codecs.imaging import decode
+from service.inference.engine import Engine
 from service.settings import Settings
 from tests.images import encode, scene
 from tests.test_structure import modules_loaded_by

@@ -1,4 +1,4 @@
-"""Swapping weights while serving (service.batching.weights_swap), through a real relight-serve on loopback.
+"""Swapping weights while serving (service.inference.weights_swap), through a real relight-serve on loopback.
 
 Real weight files (the real Stacked DMSHN, two seeds), real uploads from several clients at once; the answers'
 pixels are compared with each file's own output from an engine in this process.
@@ -23,7 +23,7 @@ import torch
 
 from model import DMSHN, StackedDMSHN
 from model.weights import save_weights
-from service.batching.engine import Engine
+from service.inference.engine import Engine
 from service.settings import Settings
 from tests.images import decode, encode, scene
 from tests.server import free_port, running_server

@@ -56,7 +56,7 @@ LEARN_FROM_PIXELS = 256 * 256
 
 @dataclass
 class BatchResult:
-    """What run_batch returns (service.batching.engine.Engine.run): the relit batch and its compute time."""
+    """What run_batch returns (service.inference.engine.Engine.run): the relit batch and its compute time."""
 
     images: np.ndarray  # uint8 (N, H, W, 3)
     inference_s: float

@@ -1,6 +1,6 @@
 """What the HTTP routes need of the model, written down: `ModelHandle`, its one answer (`Outcome`) and its refusals.
 
-Two classes implement it: `service.batching.local_model.LocalModel` (the model and its queue in this process,
+Two classes implement it: `service.inference.local_model.LocalModel` (the model and its queue in this process,
 RELIGHT_WORKERS=1) and `service.workers.remote_model.RemoteModel` (an HTTP worker's connection to the model
 process, RELIGHT_WORKERS > 1). An upload's life through it, as `service.http.routes` drives it:
 
@@ -12,7 +12,7 @@ process, RELIGHT_WORKERS > 1). An upload's life through it, as `service.http.rou
     withdraw(job, reason)                                    # the client left or the deadline passed first
     finished(job)                                            # always, once the answer is encoded or given up
 
-and, for the operator, `await reload(name, wait)` swaps the weights while serving (service.batching.weights_swap).
+and, for the operator, `await reload(name, wait)` swaps the weights while serving (service.inference.weights_swap).
 
 Deadlines are `time.monotonic()` values (one clock for every process on a machine).
 """

@@ -9,9 +9,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from model.tiling import Tiling, relight_tiled
-from service.batching.engine import Engine
 from service.codecs.imaging import DecodedImage, ImageError, decode
 from service.command.tasks import Failures, FileTask, encode_answer, failure_reason, write_output
+from service.inference.engine import Engine
 from service.settings import Settings
 
 Key = TypeVar("Key")

@@ -23,10 +23,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.weights import WeightsError
-from service.batching.engine import DeviceUnavailable
 from service.command.local import relight_locally
 from service.command.server import relight_on_server
 from service.command.tasks import Failures, answer_name, file_task, folder_tasks
+from service.inference.engine import DeviceUnavailable
 from service.settings import Settings
 
 

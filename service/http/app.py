@@ -18,14 +18,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import ValidationError
 
 from model.weights import WeightsError
-from service.batching.engine import Engine
 from service.batching.handle import ModelHandle
-from service.batching.local_model import LocalModel
 from service.http import admin, examples
 from service.http.middleware import BodyLimits, RequestContext
 from service.http.openapi import openapi_with_error_schema
 from service.http.routes import EXPOSED_HEADERS, router
 from service.http.state import ServiceState
+from service.inference.engine import Engine
+from service.inference.local_model import LocalModel
 from service.metrics import RequestMetrics, process_registry
 from service.settings import Settings
 from service.tracing import Tracing, request_tracing

@@ -20,7 +20,7 @@ log = logging.getLogger("relight")
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server; serving() is called on the event loop once the app has started (relight-serve then acts
-    on SIGHUP, service.batching.hangup)."""
+    on SIGHUP, service.inference.hangup)."""
 
     def __init__(self, config: uvicorn.Config, state: ServiceState, serving: Callable[[], None] = lambda: None):
         super().__init__(config)

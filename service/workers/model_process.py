@@ -16,7 +16,7 @@ messages (service.workers.messages):
     forget   path                          the worker deleted that buffer: unmap it
     metrics  None                       -> reply: this process's /metrics text
     reload   (file name or None, wait)  -> reply, after the swap: the model description, or SwapRefused /
-                                           NotAccepting (service.batching.weights_swap)
+                                           NotAccepting (service.inference.weights_swap)
 
 and this process pushes `status` (Status: ready, warm-up error, model description) when a worker
 connects, when warm-up ends and when the weights change. Keys are the worker's: an admitted upload keeps its key
@@ -40,10 +40,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from model.weights import WeightsError
 from service.batching.batcher import Job, Reservation
-from service.batching.engine import Engine
 from service.batching.handle import NotAccepting, SwapRefused
-from service.batching.hangup import HangupSwaps
-from service.batching.local_model import LocalModel
+from service.inference.engine import Engine
+from service.inference.hangup import HangupSwaps
+from service.inference.local_model import LocalModel
 from service.metrics import process_registry
 from service.settings import Settings
 from service.workers import shared_images
@@ -58,7 +58,7 @@ def main(settings: Settings, engine_factory: Callable[[Settings], Engine], socke
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         engine = engine_factory(settings)
-        engine.check_outputs()  # as a swap does (service.batching.weights_swap)
+        engine.check_outputs()  # as a swap does (service.inference.weights_swap)
     except (WeightsError, RuntimeError) as error:
         parent.send(("failed", str(error)))
         return

@@ -27,10 +27,10 @@ from pathlib import Path
 import uvicorn
 
 from model.allocator import reuse_freed_memory
-from service.batching.engine import Engine
 from service.http.app import create_app
 from service.http.draining import DrainingServer
 from service.http.header_deadline import header_deadline_protocol
+from service.inference.engine import Engine
 from service.settings import Settings
 from service.workers import model_process, shared_images
 from service.workers.remote_model import RemoteModel

@@ -17,11 +17,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from model.tiling import Tiling
-from service.batching import weights_swap
 from service.batching.batcher import Batcher, Job, Reservation
-from service.batching.engine import Engine, compiled_graphs
 from service.batching.handle import ModelDescription, NotAccepting, SwapBusy, SwapRefused
-from service.batching.weights_swap import EngineFactory
+from service.inference import weights_swap
+from service.inference.engine import Engine, compiled_graphs
+from service.inference.weights_swap import EngineFactory
 from service.metrics import ModelMetrics
 from service.settings import Settings
 
@@ -127,9 +127,9 @@ class LocalModel:
         }
 
     async def reload(self, name: str | None = None, wait: bool = False) -> ModelDescription:
-        """Swap to another weight file while serving (service.batching.weights_swap); the same bytes as the live file:
+        """Swap to another weight file while serving (service.inference.weights_swap); the same bytes as the live file:
         nothing is reloaded. One swap at a time: one asked for meanwhile raises SwapBusy, or with `wait` (SIGHUP's,
-        service.batching.hangup) runs after it. Logs and counts the outcome. Whatever goes wrong is a refusal and the
+        service.inference.hangup) runs after it. Logs and counts the outcome. Whatever goes wrong is a refusal and the
         live weights keep serving: an error no check foresaw (CUDA out of memory in the output check, a bug) is
         logged with its traceback and raised as SwapRefused naming it, never as itself (a 500 from the endpoint, an
         unanswered reload with RELIGHT_WORKERS > 1, nothing at all after a SIGHUP)."""

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from model.weights import WeightsError
-from service.batching.engine import Engine
 from service.batching.handle import SwapRefused
+from service.inference.engine import Engine
 from service.settings import Settings
 
 log = logging.getLogger("relight.weights_swap")
