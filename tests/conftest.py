@@ -9,8 +9,8 @@ from service.settings import Settings
 
 # The service's settings as the shell exports them (an API key, a device, a queue size) would reach every server
 # the tests start and every Settings() they build: the tests set what they need and start from the defaults.
-SHELL_SETTINGS = sorted(name for name in os.environ if name.removeprefix("RELIGHT_").lower() in Settings.model_fields
-                        and name.startswith("RELIGHT_"))  # fmt: skip
+SHELL_SETTINGS = sorted(name for name in os.environ if name.startswith("RELIGHT_")
+                        and name.removeprefix("RELIGHT_").lower() in Settings.model_fields)  # fmt: skip
 for name in SHELL_SETTINGS:
     del os.environ[name]
 

@@ -38,7 +38,7 @@ from model.files import write_whole
 from model.weights import WeightsError
 from service.codecs.imaging import DecodedImage, decode
 from service.command.local import Relighter
-from service.command.tasks import answer_name, encode_answer, failure_reason, is_image_name
+from service.command.tasks import answer_name, encode_answer, failure_reason, image_names
 from service.settings import Settings
 
 FAILURES = "relight-failures.csv"
@@ -178,7 +178,7 @@ def names_to_do(job: FolderJob) -> tuple[list[NameRow], int]:
     source_fs, source_folder = filesystem(job.source)
     listing = source_fs.get_file_info(fs.FileSelector(source_folder))
     files = (info.base_name for info in listing if info.type == fs.FileType.File)
-    names = sorted(name for name in files if is_image_name(name))
+    names = image_names(files)
     target_fs, target_folder = filesystem(job.target)
     target_fs.create_dir(target_folder, recursive=True)
     existing = {info.base_name for info in target_fs.get_file_info(fs.FileSelector(target_folder))}

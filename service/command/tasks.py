@@ -3,6 +3,7 @@ of the files that failed. The local and --server paths of `relight` use all of i
 failure reasons (its actors write to the cluster's store: ray_job.write_to_store)."""
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,10 @@ class FileTask:
     image_format: str | None = None  # None: the upload's own (service.codecs.formats.same_format)
 
 
-def is_image_name(name: str) -> bool:
-    """Whether a folder run relights a file of this name: not hidden, and a suffix Pillow opens."""
-    return not name.startswith(".") and Path(name).suffix.lower() in image_suffixes()
+def image_names(names: Iterable[str]) -> list[str]:
+    """The file names a folder run relights, sorted: not hidden, and a suffix Pillow opens (read once a listing)."""
+    suffixes = image_suffixes()
+    return sorted(name for name in names if not name.startswith(".") and Path(name).suffix.lower() in suffixes)
 
 
 def answer_name(name: str) -> str:
@@ -35,8 +37,8 @@ def answer_name(name: str) -> str:
 
 
 def folder_tasks(in_dir: Path, out_dir: Path) -> list[FileTask]:
-    sources = sorted(source for source in in_dir.iterdir() if source.is_file() and is_image_name(source.name))
-    return [FileTask(source, out_dir / answer_name(source.name)) for source in sources]
+    names = image_names(source.name for source in in_dir.iterdir() if source.is_file())
+    return [FileTask(in_dir / name, out_dir / answer_name(name)) for name in names]
 
 
 def file_task(source: Path, output: Path | None) -> FileTask:
