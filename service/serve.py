@@ -4,13 +4,17 @@ On SIGTERM or Ctrl-C the service stops taking new /relight requests (503, /ready
 answers every request it already accepted, then exits 0. A second signal exits at once (143 or 130).
 On SIGHUP it swaps to the weight file at RELIGHT_WEIGHTS while serving (service.inference.weights_swap).
 With RELIGHT_WORKERS > 1 it runs a model process and that many HTTP workers (service.workers.supervisor).
+With RELIGHT_PID_FILE it writes its process id there (gunicorn's --pid, nginx's pid): the one to signal.
 """
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -36,9 +40,18 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port  # --port 0: any free port, as uvicorn's
     if settings.workers > 1:
-        sys.exit(supervisor.serve(settings, engine_factory, host, port))
+        with pid_file(settings.pid_file):
+            sys.exit(supervisor.serve(settings, engine_factory, host, port))
     swaps = HangupSwaps()
-    swap_on_hangup(swaps)
+    swap_on_hangup(swaps)  # before the pid file names this process: from then on a SIGHUP must not end it
+    with pid_file(settings.pid_file):
+        serve(settings, engine_factory, host, port, swaps)
+
+
+def serve(
+    settings: Settings, engine_factory: Callable[[Settings], Engine], host: str, port: int, swaps: HangupSwaps
+) -> None:
+    """One process: the model, its queue and uvicorn; returns once drained. SIGHUPs reach `swaps`."""
     # Until uvicorn takes the signals: SIGTERM as Ctrl-C, so that either, while the weights load and nothing has been
     # accepted, ends the process with status 0 and one line instead of SIGTERM's default death or a traceback.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -51,6 +64,29 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
         DrainingServer(config, app.state.service, serving=lambda: swaps.serve(model)).run()
     except KeyboardInterrupt:
         logging.getLogger("relight").info("stopped while starting")
+
+
+@contextlib.contextmanager
+def pid_file(path: Path | None) -> Iterator[None]:
+    """Holds this process's id (decimal, one line) at `path` while the block runs, written atomically (a reader never
+    sees a half-written id); removed afterwards unless another process has written its own there since. Exits with
+    a message if the file cannot be written (SystemExit), before the weights load."""
+    if path is None:
+        yield
+        return
+    pid = str(os.getpid())
+    incoming = path.with_name(f".{path.name}.{pid}")
+    try:
+        incoming.write_text(pid + "\n")
+        incoming.replace(path)
+    except OSError as error:
+        sys.exit(f"relight: cannot start: RELIGHT_PID_FILE: {error}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() == pid:
+                path.unlink()
 
 
 if __name__ == "__main__":

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"  # address relight-serve listens on; its --host wins
     port: int = Field(8000, ge=0, le=65535)  # TCP port relight-serve listens on (0: any free one); its --port wins
+    pid_file: Path | None = Field(
+        None,
+        description="relight-serve writes its process id here at start and removes it at exit: the process to "
+        "send SIGHUP (a new weight file) or SIGTERM (drain), however many servers the machine runs",
+    )
 
     @field_validator("tracing")
     @classmethod

@@ -287,6 +287,16 @@ def test_a_second_signal_exits_at_once_leaving_the_accepted_request(weights_file
     assert "Traceback" not in server.log()
 
 
+def test_a_pid_file_that_cannot_be_written_stops_startup_with_one_line(tmp_path):
+    pid_file = tmp_path / "no-such-folder" / "relight.pid"
+    result = subprocess.run([sys.executable, "-m", "service.serve"], env={"RELIGHT_PID_FILE": str(pid_file),
+                            "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("relight: cannot start: RELIGHT_PID_FILE:")
+    assert str(pid_file.parent) in result.stderr
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_bad_weights_stop_startup_with_one_line(tmp_path, workers):
     for bad in (tmp_path / "missing.safetensors", tmp_path / "junk.safetensors"):

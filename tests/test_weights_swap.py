@@ -168,14 +168,18 @@ def wait_for_weights(server, tag: str, timeout: float = 60.0) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_swaps_to_the_file_now_at_relight_weights(weights_dir, expected, tmp_path, workers):
+    """Signalled as an operator does, through RELIGHT_PID_FILE (docs/operating.md), which names relight-serve itself
+    (with workers: the supervisor) and is gone once it has stopped."""
     live, other = list(expected)
-    served = tmp_path / "served.safetensors"
+    served, pid_file = tmp_path / "served.safetensors", tmp_path / "relight.pid"
     shutil.copy(weights_dir / "live.safetensors", served)
-    with running_server(served, tmp_path, dtype="float32", workers=workers) as server:
+    with running_server(served, tmp_path, dtype="float32", workers=workers, pid_file=pid_file) as server:
+        pid = int(pid_file.read_text())
+        assert pid == server.process.pid
         assert live_tag(server).endswith(live.split()[1])
         shutil.copy(weights_dir / "corrupt.safetensors", tmp_path / "incoming")
         os.replace(tmp_path / "incoming", served)
-        os.kill(server.process.pid, signal.SIGHUP)
+        os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + 60
         while server.metric('relight_weights_swaps_total{outcome="refused"}') != 1:
             assert time.monotonic() < deadline, server.log()
@@ -183,13 +187,15 @@ def test_sighup_swaps_to_the_file_now_at_relight_weights(weights_dir, expected, 
         assert live_tag(server) == f"served.safetensors {live.split()[1]}"
         shutil.copy(weights_dir / "other.safetensors", tmp_path / "incoming")
         os.replace(tmp_path / "incoming", served)  # as a volume or ConfigMap update does: a new file, renamed in
-        os.kill(server.process.pid, signal.SIGHUP)
+        os.kill(pid, signal.SIGHUP)
         wait_for_weights(server, f"served.safetensors {other.split()[1]}")
         response = relight(server, 1)
         assert response.status_code == 200
         assert response.headers["Relight-Weights"] == f"served.safetensors {other.split()[1]}"
         assert np.abs(decode(response.content).astype(int) - expected[other][1]).max() <= 1
         assert server.process.poll() is None
+    assert server.process.returncode == 0
+    assert not pid_file.exists()
 
 
 def test_any_file_name_is_named_in_every_answer_percent_encoded(weights_dir, expected, tmp_path):
