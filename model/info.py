@@ -1,6 +1,7 @@
-"""Describe a weight file: parameters, FLOPs at 1024x1024, value range and metadata.
+"""Describe a weight file: parameters, FLOPs at 1024x1024, value range, and how it was trained.
 
-python -m model.info [WEIGHTS]      (default: RELIGHT_WEIGHTS, as the service reads it, else the shipped weights)
+python -m model.info [WEIGHTS]             (default: RELIGHT_WEIGHTS as the service reads it, else the shipped file)
+python -m model.info [WEIGHTS] --training  the whole training record as JSON, the runs it started from included
 """
 
 import argparse
@@ -27,16 +28,40 @@ def count_flops(architecture: type[nn.Module], height: int = 1024, width: int = 
     return counter.get_total_flops()
 
 
+def training_lines(training: dict, architecture: str) -> list[str]:
+    """The training record's headline, one "label  value" line each: steps and wall time, the command, the weights
+    it started from, and each validation set's PSNR (dB) and SSIM for the network. Fields a record lacks (older
+    files, other trainers) are left out; the whole record is `--training`'s."""
+    lines = []
+    if "steps" in training:
+        hours = training.get("wall_time_s", 0) / 3600
+        lines.append(f"steps         {training['steps']:,}" + (f" in {hours:.1f} h" if hours else ""))
+    if "command" in training:
+        lines.append(f"command       {training['command']}")
+    start = training.get("warm_restart_from")
+    if isinstance(start, dict) and "sha256" in start:
+        lines.append(f"started from  sha256 {start['sha256'][:12]} (its own record: --training)")
+    for data, methods in training.get("validation_sets", {}).items():
+        scores = methods.get(architecture, {})
+        if "psnr" in scores and "ssim" in scores:
+            lines.append(f"validation    {data}: {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
+    return lines or [f"training      recorded: {', '.join(sorted(training))} (--training)"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "weights", nargs="?", type=Path, default=Path(os.environ.get("RELIGHT_WEIGHTS", SHIPPED_WEIGHTS))
     )
+    parser.add_argument("--training", action="store_true", help="print the whole training record as JSON")
     args = parser.parse_args(argv)
     try:
         metadata = read_metadata(args.weights)
     except WeightsError as error:
         sys.exit(f"error: {error}")
+    if args.training:
+        print(json.dumps(metadata["training"], indent=2, sort_keys=True))
+        return
     architecture = ARCHITECTURES[metadata["architecture"]]
     parameters = sum(p.numel() for p in architecture().parameters())
     low, high = metadata["value_range"]
@@ -49,8 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     if metadata["training"] is None:
         print("training      (none recorded)")
     else:
-        summary = json.dumps(metadata["training"], indent=2, sort_keys=True)
-        print("training      " + summary.replace("\n", "\n" + " " * 14))
+        print("\n".join(training_lines(metadata["training"], metadata["architecture"])))
 
 
 if __name__ == "__main__":

@@ -178,14 +178,25 @@ def test_convert_refuses_pickled_code(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_info_prints_parameters_flops_and_range(tmp_path, stacked):
+def test_info_prints_parameters_flops_range_and_the_training_headline(tmp_path, stacked):
     path = tmp_path / "w.safetensors"
-    save_weights(stacked, path, (-0.5, 0.5), training={"data": "synthetic"})
+    earlier = {"command": "python -m training.train --preset v2", "config": {f"field{i}": i for i in range(500)}}
+    training = {"steps": 700, "wall_time_s": 4750.4, "command": "python -m training.train --preset v3",
+                "warm_restart_from": {"sha256": "8563f7f4aa19d3ac" + "0" * 48, "training": earlier},
+                "validation_sets": {"data/synth3": {"StackedDMSHN": {"psnr": 22.8157, "ssim": 0.73090}}}}  # fmt: skip
+    save_weights(stacked, path, (-0.5, 0.5), training=training)
     result = subprocess.run([sys.executable, "-m", "model.info", str(path)], capture_output=True, text=True, check=True)
     assert "10,848,786" in result.stdout
     assert "1.368 TFLOP" in result.stdout
     assert "[-0.5, 0.5]" in result.stdout
-    assert '"data": "synthetic"' in result.stdout
+    assert "steps         700 in 1.3 h" in result.stdout
+    assert "command       python -m training.train --preset v3" in result.stdout
+    assert "started from  sha256 8563f7f4aa19 " in result.stdout
+    assert "validation    data/synth3: 22.82 dB, SSIM 0.7309" in result.stdout
+    assert len(result.stdout.splitlines()) == 10  # the earlier run's 500-field record is --training's, not here
+    whole = subprocess.run([sys.executable, "-m", "model.info", str(path), "--training"], capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    assert json.loads(whole.stdout) == training
     # Without an argument it describes the file the service would serve: RELIGHT_WEIGHTS.
     served = subprocess.run([sys.executable, "-m", "model.info"], capture_output=True, text=True, check=True,
                             env={**os.environ, "RELIGHT_WEIGHTS": str(path)})  # fmt: skip
