@@ -144,6 +144,23 @@ def test_a_dead_worker_is_replaced(weights_file, tmp_path):
         assert len(processes(server)[1]) == 2  # the replacement has started
 
 
+def test_a_sighup_that_reaches_a_child_process_ends_nothing(weights_file, tmp_path):
+    """`systemctl kill -s HUP` signals every process of the unit: only relight-serve acts on it (a weights swap); the
+    model process and the HTTP workers ignore it, and go on answering."""
+    with running_server(weights_file, tmp_path, workers=2) as server:
+        model, workers = processes(server)
+        for pid in (model, *workers):
+            os.kill(pid, signal.SIGHUP)
+        os.kill(server.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while "weights unchanged" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        assert all(post(server.url, encode(scene(16, 16, i))).status_code == 200 for i in range(4))
+        assert processes(server) == (model, workers)
+        assert "exited" not in server.log()
+
+
 def test_when_the_model_process_dies_the_service_exits_1(weights_file, tmp_path):
     with running_server(weights_file, tmp_path, workers=2) as server:
         os.kill(processes(server)[0], signal.SIGKILL)

@@ -74,16 +74,22 @@ def worker_main(settings: Settings, host: str, port: int, socket_path: Path, sha
     DrainingServer(config, app.state.service).run(sockets=[listening])
 
 
-def start_deaf_to_ctrl_c(process: BaseProcess) -> None:
-    """Start `process` with SIGINT ignored, which its new interpreter keeps through exec (Python installs its
-    KeyboardInterrupt handler only where SIGINT is at its default): a terminal's Ctrl-C reaches the whole process
-    group, the child too until its own os.setpgrp(), and broke its start-up with a traceback. relight-serve passes
-    stops on to its children itself; uvicorn, in an HTTP worker, takes SIGINT back when it serves."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def start_deaf_to_signals(process: BaseProcess) -> None:
+    """Start `process` with SIGINT and SIGHUP ignored, which its new interpreter keeps through exec (Python installs
+    its KeyboardInterrupt handler only where SIGINT is at its default). SIGINT: a terminal's Ctrl-C reaches the whole
+    process group, the child too until its own os.setpgrp(), and broke its start-up with a traceback; uvicorn, in an
+    HTTP worker, takes SIGINT back when it serves. SIGHUP: relight-serve passes swaps on itself, and one that reached
+    a child (`systemctl kill` signals every process of the unit) ended it, the model process taking the service
+    down. SIGHUP is blocked meanwhile, so that one sent to relight-serve during the start waits for its handler
+    instead of being lost (Linux keeps a blocked signal pending even while it is ignored)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGHUP)}
     try:
         process.start()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
 def serve(settings: Settings, engine_factory: Callable[[Settings], Engine], host: str, port: int) -> int | str:
@@ -118,7 +124,7 @@ def supervise(
     model = SPAWN.Process(
         target=model_process.main, args=(settings, engine_factory, socket_path, model_end), name="relight-model"
     )
-    start_deaf_to_ctrl_c(model)
+    start_deaf_to_signals(model)
     model_end.close()
     while not to_model.poll(0.1) and model.is_alive():
         if signals:  # nothing accepted yet: nothing to drain
@@ -151,7 +157,7 @@ def supervise(
         worker = SPAWN.Process(
             target=worker_main, args=(settings, host, port, socket_path, shared_dir), name=f"relight-http-{index}"
         )
-        start_deaf_to_ctrl_c(worker)
+        start_deaf_to_signals(worker)
         return worker
 
     workers = [start_worker(index) for index in range(settings.workers)]
