@@ -6,13 +6,16 @@ Metadata keys (all strings, as safetensors requires):
   architecture    a key of model.dmshn.ARCHITECTURES
   value_range     "low,high", the range the network was trained in
   training        JSON: data, stages, steps, metrics (absent for imported weights)
+  tensors_sha256  SHA-256 of the tensor bytes (the file after its header), so that a file overwritten in place
+                  part-way is refused; files written before 2026-12-07 lack it and are read without the check
 """
 
 import json
 import os
+import stat
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import safetensors.torch
 import torch
@@ -29,6 +32,8 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "stacked_
 FORMAT = "relight-weights"
 FORMAT_VERSION = "1"
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+# safetensors' own bound on a header (MAX_HEADER_SIZE in its Rust crate): larger is not a safetensors file.
+MAX_HEADER_BYTES = 100_000_000
 
 
 class WeightsError(ValueError):
@@ -64,6 +69,9 @@ def save_weights(
     }
     if training is not None:
         metadata["training"] = json.dumps(training, sort_keys=True)
+    # The tensor bytes do not depend on the metadata, so the checksum of a file serialised without it holds.
+    unlabelled = safetensors.torch.save(tensors)
+    metadata["tensors_sha256"] = sha256(memoryview(unlabelled)[8 + header_bytes(unlabelled) :]).hexdigest()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -78,11 +86,23 @@ def save_weights(
 
 
 def require_file(path: Path) -> None:
-    """WeightsError unless `path` is a regular file (or a link to one), naming what is there instead."""
-    if path.is_dir():
+    """WeightsError unless `path` is a regular file (or a link to one), naming what is there instead. A FIFO or a
+    device is refused here, before anything reads it: a read would wait for a writer, or never end (/dev/zero)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise WeightsError(path, "no such file") from None
+    except OSError as error:
+        raise WeightsError(path, f"cannot be read ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
         raise WeightsError(path, "a folder, not a weight file")
-    if not path.is_file():
-        raise WeightsError(path, "no such file")
+    if not stat.S_ISREG(mode):
+        raise WeightsError(path, "not a regular file (a FIFO, socket or device)")
+
+
+def header_bytes(data: bytes) -> int:
+    """The length of a safetensors header, from the 8-byte little-endian count that starts the file."""
+    return int.from_bytes(data[:8], "little")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -113,23 +133,52 @@ def checked_metadata(path: Path, raw: dict[str, str]) -> dict[str, Any]:
 
 
 def read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], str]:
-    """Metadata, tensors and SHA-256 from one read of the file's bytes; WeightsError for a file that is not one."""
+    """Metadata, tensors and SHA-256 (hex, of the whole file) from one read of the file's bytes; WeightsError for a
+    file that is not one. The header is read and the file's size checked against it first, so that a file of
+    another kind (a multi-GB checkpoint copied to the path by mistake) is refused without reading it all; then the
+    tensor bytes are checked against the header's tensors_sha256 where it has one."""
     require_file(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            length, header = checked_header(path, file)
+            file.seek(0)
+            data = file.read()
     except OSError as error:  # not readable by this user (chmod, a volume's owner), or a failing disk
         raise WeightsError(path, f"cannot be read ({error.strerror or error})") from None
     try:
-        header_size = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_size])
         tensors = safetensors.torch.load(data)
-    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
+    except (SafetensorError, ValueError) as error:
         raise WeightsError(path, f"not a readable safetensors file ({error})") from None
     except KeyError as error:  # safetensors.torch's map from its dtype names to torch's lacks the newest (F8_E8M0)
         raise WeightsError(path, f"a tensor has dtype {error.args[0]}, which torch cannot hold") from None
-    if not isinstance(header, dict):
-        raise WeightsError(path, "not a readable safetensors file (header is not a JSON object)")
-    return header.get("__metadata__") or {}, tensors, sha256(data).hexdigest()
+    metadata = header.get("__metadata__") or {}
+    recorded = metadata.get("tensors_sha256")
+    if recorded is not None and sha256(memoryview(data)[8 + length :]).hexdigest() != recorded:
+        raise WeightsError(
+            path, "its tensors do not match the SHA-256 its header records (overwritten in place part-way, or damaged)"
+        )
+    return metadata, tensors, sha256(data).hexdigest()
+
+
+def checked_header(path: Path, file: BinaryIO) -> tuple[int, dict[str, Any]]:
+    """(header length in bytes, header) of the safetensors file open at its start; WeightsError unless the header is
+    a JSON object of at most MAX_HEADER_BYTES whose tensors end where the file does. OSError from reading."""
+    size = os.fstat(file.fileno()).st_size
+    length = header_bytes(file.read(8))
+    if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
+        raise WeightsError(path, f"not a readable safetensors file ({size:,} bytes, a header of {length:,})")
+    try:
+        header = json.loads(file.read(length))
+        described = 8 + length + max([0, *(entry["data_offsets"][1] for name, entry in header.items()
+                                            if name != "__metadata__")])  # fmt: skip
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, KeyError, IndexError) as error:
+        raise WeightsError(path, f"not a readable safetensors file (bad header: {error!r})") from None
+    if size != described:
+        raise WeightsError(
+            path, f"not a readable safetensors file (cut short or grown: {size:,} bytes, its header describes "
+            f"{described:,})",
+        )  # fmt: skip
+    return length, header
 
 
 def load_weights(

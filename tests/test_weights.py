@@ -87,6 +87,18 @@ def write_truncated(path, stacked):
     path.write_bytes(data[: len(data) // 3])
 
 
+def write_overwritten_part_way(path, stacked):
+    """Another file's first half written over this one in place (rsync --inplace, dd conv=notrunc, cut off):
+    the size is right, the header is the other file's, the tensors half each."""
+    save_weights(stacked, path, (-0.5, 0.5))
+    other = path.with_name("other.safetensors")
+    torch.manual_seed(1)
+    save_weights(StackedDMSHN(), other, (-0.5, 0.5))
+    data = other.read_bytes()
+    with path.open("r+b") as file:
+        file.write(data[: len(data) // 2])
+
+
 def write_wrong_shape(path):
     state = {k: v.clone() for k, v in DMSHN().state_dict().items()}
     state["encoder_lv1.scale1.0.weight"] = torch.zeros(16, 3, 3, 3)
@@ -119,7 +131,14 @@ def write_bad_header(path):
         (lambda p, m: p.mkdir(), "a folder, not a weight file"),
         (lambda p, m: p.write_text("hello, not weights"), "not a readable safetensors file"),
         (lambda p, m: write_foreign(p), "not a relight weight file"),
-        (write_truncated, "not a readable safetensors file"),
+        (write_truncated, "not a readable safetensors file (cut short or grown"),
+        (lambda p, m: save_weights(m, p, (-0.5, 0.5)) or p.write_bytes(p.read_bytes() + b"x"), "cut short or grown"),
+        (write_overwritten_part_way, "do not match the SHA-256 its header records"),
+        # A file of another kind, even a large one, is refused from its first bytes without reading the rest.
+        (lambda p, m: p.touch() or os.truncate(p, 3 << 30), "a header of 0"),
+        # Never opened: a read would wait for a writer forever; /dev/zero's would never end.
+        (lambda p, m: os.mkfifo(p), "not a regular file"),
+        (lambda p, m: p.symlink_to("/dev/zero"), "not a regular file"),
         (lambda p, m: write_bad_header(p), "not a readable safetensors file"),
         (lambda p, m: write_wrong_shape(p), "has shape (16, 3, 3, 3), expected (32, 3, 3, 3)"),
         (lambda p, m: write_other_architecture(p), "do not match StackedDMSHN"),

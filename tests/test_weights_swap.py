@@ -177,14 +177,20 @@ def test_sighup_swaps_to_the_file_now_at_relight_weights(weights_dir, expected, 
         pid = int(pid_file.read_text())
         assert pid == server.process.pid
         assert live_tag(server).endswith(live.split()[1])
-        shutil.copy(weights_dir / "corrupt.safetensors", tmp_path / "incoming")
-        os.replace(tmp_path / "incoming", served)
-        os.kill(pid, signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while server.metric('relight_weights_swaps_total{outcome="refused"}') != 1:
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.1)
-        assert live_tag(server) == f"served.safetensors {live.split()[1]}"
+        # A FIFO at the path (no writer ever comes) is refused, not waited on; so is a file cut short.
+        for refused, bad in enumerate(("fifo", "corrupt"), start=1):
+            if bad == "fifo":
+                os.mkfifo(tmp_path / "incoming")
+            else:
+                shutil.copy(weights_dir / "corrupt.safetensors", tmp_path / "incoming")
+            os.replace(tmp_path / "incoming", served)
+            os.kill(pid, signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while server.metric('relight_weights_swaps_total{outcome="refused"}') != refused:
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.1)
+            assert live_tag(server) == f"served.safetensors {live.split()[1]}"
+        assert "not a regular file" in server.log()
         shutil.copy(weights_dir / "other.safetensors", tmp_path / "incoming")
         os.replace(tmp_path / "incoming", served)  # as a volume or ConfigMap update does: a new file, renamed in
         os.kill(pid, signal.SIGHUP)

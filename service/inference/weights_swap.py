@@ -17,6 +17,7 @@ queue) and moves the old copy back if any check fails.
 import asyncio
 import hashlib
 import logging
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,9 +43,13 @@ def weights_path(settings: Settings, name: str | None) -> Path:
 
 
 def serving_already(path: Path, live: Engine) -> bool:
-    """Whether `path` is the live file and still holds the bytes it was loaded from (a SIGHUP with nothing new)."""
+    """Whether `path` is the live file and still holds the bytes it was loaded from (a SIGHUP with nothing new).
+    Only a regular file is read, in chunks: anything else (a FIFO, /dev/zero) is for the load's checks to refuse."""
     try:
-        return path == live.weights_path and hashlib.sha256(path.read_bytes()).hexdigest() == live.weights_sha256
+        if path != live.weights_path or not stat.S_ISREG(path.stat().st_mode):
+            return False
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest() == live.weights_sha256
     except OSError:
         return False
 
