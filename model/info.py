@@ -33,17 +33,18 @@ def training_lines(training: dict, architecture: str) -> list[str]:
     it started from, and each validation set's PSNR (dB) and SSIM for the network. Fields a record lacks (older
     files, other trainers) are left out; the whole record is `--training`'s."""
     lines = []
-    if "steps" in training:
-        hours = training.get("wall_time_s", 0) / 3600
-        lines.append(f"steps         {training['steps']:,}" + (f" in {hours:.1f} h" if hours else ""))
+    if isinstance(training.get("steps"), int):
+        hours = training.get("wall_time_s", 0) / 3600 if isinstance(training.get("wall_time_s"), int | float) else 0
+        lines.append(f"last run      {training['steps']:,} steps" + (f" in {hours:.1f} h" if hours else ""))
     if "command" in training:
         lines.append(f"command       {training['command']}")
     start = training.get("warm_restart_from")
     if isinstance(start, dict) and "sha256" in start:
         lines.append(f"started from  sha256 {start['sha256'][:12]} (its own record: --training)")
-    for data, methods in training.get("validation_sets", {}).items():
-        scores = methods.get(architecture, {})
-        if "psnr" in scores and "ssim" in scores:
+    sets = training.get("validation_sets")
+    for data, methods in sets.items() if isinstance(sets, dict) else ():
+        scores = methods.get(architecture) if isinstance(methods, dict) else None
+        if isinstance(scores, dict) and all(isinstance(scores.get(key), int | float) for key in ("psnr", "ssim")):
             lines.append(f"validation    {data}: {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}")
     return lines or [f"training      recorded: {', '.join(sorted(training))} (--training)"]
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     except WeightsError as error:
         sys.exit(f"error: {error}")
     if args.training:
-        print(json.dumps(metadata["training"], indent=2, sort_keys=True))
+        print(json.dumps(metadata["training"], indent=2, sort_keys=True) if metadata["training"] else "(none recorded)")
         return
     architecture = ARCHITECTURES[metadata["architecture"]]
     parameters = sum(p.numel() for p in architecture().parameters())
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"format        {metadata['format']} v{metadata['format_version']}")
     if metadata["training"] is None:
         print("training      (none recorded)")
+    elif not isinstance(metadata["training"], dict):
+        print("training      " + json.dumps(metadata["training"]))
     else:
         print("\n".join(training_lines(metadata["training"], metadata["architecture"])))
 

@@ -85,19 +85,28 @@ def save_weights(
     write_whole(path, write)
 
 
-def require_file(path: Path) -> None:
-    """WeightsError unless `path` is a regular file (or a link to one), naming what is there instead. A FIFO or a
-    device is refused here, before anything reads it: a read would wait for a writer, or never end (/dev/zero)."""
+def open_regular(path: Path) -> BinaryIO:
+    """`path` open for reading; WeightsError unless it is a regular file (or a link to one), naming what is there
+    instead. It is opened without blocking and checked on the open descriptor, so a FIFO (whose open and read wait
+    for a writer) or a device (/dev/zero's read never ends) is refused unread, even one renamed in between."""
     try:
-        mode = path.stat().st_mode
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise WeightsError(path, "no such file") from None
-    except OSError as error:
+    except OSError as error:  # not readable by this user (chmod, a volume's owner), or a failing disk
         raise WeightsError(path, f"cannot be read ({error.strerror or error})") from None
-    if stat.S_ISDIR(mode):
-        raise WeightsError(path, "a folder, not a weight file")
+    mode = os.fstat(descriptor).st_mode
     if not stat.S_ISREG(mode):
-        raise WeightsError(path, "not a regular file (a FIFO, socket or device)")
+        os.close(descriptor)
+        kind = "a folder, not a weight file" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+        raise WeightsError(path, kind)
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
+
+
+def require_file(path: Path) -> None:
+    """WeightsError unless `path` is a regular file that this user can open (open_regular)."""
+    open_regular(path).close()
 
 
 def header_bytes(data: bytes) -> int:
@@ -133,13 +142,12 @@ def checked_metadata(path: Path, raw: dict[str, str]) -> dict[str, Any]:
 
 
 def read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor], str]:
-    """Metadata, tensors and SHA-256 (hex, of the whole file) from one read of the file's bytes; WeightsError for a
-    file that is not one. The header is read and the file's size checked against it first, so that a file of
-    another kind (a multi-GB checkpoint copied to the path by mistake) is refused without reading it all; then the
-    tensor bytes are checked against the header's tensors_sha256 where it has one."""
-    require_file(path)
+    """Metadata, tensors and SHA-256 (hex, of the whole file); WeightsError for a file that is not one. The header is
+    read and the file's size checked against it first, so that a file of another kind (a multi-GB checkpoint copied
+    to the path by mistake) is refused after reading a few bytes; then the whole file is read once, and its tensor
+    bytes are checked against the header's tensors_sha256 where it has one."""
     try:
-        with path.open("rb") as file:
+        with open_regular(path) as file:
             length, header = checked_header(path, file)
             file.seek(0)
             data = file.read()
@@ -171,7 +179,7 @@ def checked_header(path: Path, file: BinaryIO) -> tuple[int, dict[str, Any]]:
         header = json.loads(file.read(length))
         described = 8 + length + max([0, *(entry["data_offsets"][1] for name, entry in header.items()
                                             if name != "__metadata__")])  # fmt: skip
-    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, KeyError, IndexError) as error:
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, KeyError, IndexError, RecursionError) as error:
         raise WeightsError(path, f"not a readable safetensors file (bad header: {error!r})") from None
     if size != described:
         raise WeightsError(
@@ -193,9 +201,10 @@ def load_weights(
     `training` decoded from JSON or None) plus `sha256`, the hex digest of the bytes the tensors came from.
     The whole file is read into memory once (21.8 MB for Stacked DMSHN in float16).
 
-    Raises WeightsError (a ValueError) when the path is missing, a folder or unreadable, is not a safetensors
-    file, fails read_metadata's checks (format, version, architecture, value_range, training), or has
-    tensors whose names, shapes or (non-floating) dtypes do not fit the architecture. Errors of moving the
+    Raises WeightsError (a ValueError) when the path is missing, a folder, a FIFO or device, or unreadable, is not
+    a safetensors file, is longer or shorter than its header describes, has tensor bytes that do not match its
+    header's tensors_sha256, fails read_metadata's checks (format, version, architecture, value_range, training),
+    or has tensors whose names, shapes or (non-floating) dtypes do not fit the architecture. Errors of moving the
     model to `device` (no CUDA, out of memory) come from torch unchanged.
     """
     path = Path(path)

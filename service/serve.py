@@ -8,13 +8,10 @@ With RELIGHT_PID_FILE it writes its process id there (gunicorn's --pid, nginx's 
 """
 
 import argparse
-import contextlib
 import logging
-import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import uvicorn
 
@@ -23,6 +20,7 @@ from service.http.draining import DrainingServer
 from service.http.header_deadline import header_deadline_protocol
 from service.inference.engine import Engine
 from service.inference.hangup import HangupSwaps, swap_on_hangup
+from service.pid_file import pid_file
 from service.settings import Settings
 from service.workers import supervisor
 
@@ -40,53 +38,30 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port  # --port 0: any free port, as uvicorn's
     if settings.workers > 1:
-        with pid_file(settings.pid_file):
-            sys.exit(supervisor.serve(settings, engine_factory, host, port))
+        sys.exit(supervisor.serve(settings, engine_factory, host, port))
+    # The handlers first, then the pid file that invites signals: from then on none may end the process unasked.
     swaps = HangupSwaps()
-    swap_on_hangup(swaps)  # before the pid file names this process: from then on a SIGHUP must not end it
-    with pid_file(settings.pid_file):
-        serve(settings, engine_factory, host, port, swaps)
+    swap_on_hangup(swaps)
+    # Until uvicorn takes the signals: SIGTERM as Ctrl-C, so that either, while the weights load and nothing has been
+    # accepted, ends the process with status 0 and one line instead of SIGTERM's default death or a traceback.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with pid_file(settings.pid_file):
+            serve(settings, engine_factory, host, port, swaps)
+    except KeyboardInterrupt:
+        logging.getLogger("relight").info("stopped while starting")
 
 
 def serve(
     settings: Settings, engine_factory: Callable[[Settings], Engine], host: str, port: int, swaps: HangupSwaps
 ) -> None:
     """One process: the model, its queue and uvicorn; returns once drained. SIGHUPs reach `swaps`."""
-    # Until uvicorn takes the signals: SIGTERM as Ctrl-C, so that either, while the weights load and nothing has been
-    # accepted, ends the process with status 0 and one line instead of SIGTERM's default death or a traceback.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        app = create_app(settings, engine_factory)
-        model = app.state.service.model
-        http = header_deadline_protocol(settings.header_timeout_s)
-        config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
-        # Inside the try as well: the signal can come after the weights load and before uvicorn's handlers are in.
-        DrainingServer(config, app.state.service, serving=lambda: swaps.serve(model)).run()
-    except KeyboardInterrupt:
-        logging.getLogger("relight").info("stopped while starting")
-
-
-@contextlib.contextmanager
-def pid_file(path: Path | None) -> Iterator[None]:
-    """Holds this process's id (decimal, one line) at `path` while the block runs, written atomically (a reader never
-    sees a half-written id); removed afterwards unless another process has written its own there since. Exits with
-    a message if the file cannot be written (SystemExit), before the weights load."""
-    if path is None:
-        yield
-        return
-    pid = str(os.getpid())
-    incoming = path.with_name(f".{path.name}.{pid}")
-    try:
-        incoming.write_text(pid + "\n")
-        incoming.replace(path)
-    except OSError as error:
-        sys.exit(f"relight: cannot start: RELIGHT_PID_FILE: {error}")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            if path.read_text().strip() == pid:
-                path.unlink()
+    app = create_app(settings, engine_factory)
+    model = app.state.service.model
+    http = header_deadline_protocol(settings.header_timeout_s)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_keep_alive=5, http=http)
+    # A SIGTERM until uvicorn's handlers are in, after the weights load too, is main's KeyboardInterrupt.
+    DrainingServer(config, app.state.service, serving=lambda: swaps.serve(model)).run()
 
 
 if __name__ == "__main__":

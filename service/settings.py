@@ -96,8 +96,15 @@ class Settings(BaseSettings):
     pid_file: Path | None = Field(
         None,
         description="relight-serve writes its process id here at start and removes it at exit: the process to "
-        "send SIGHUP (a new weight file) or SIGTERM (drain), however many servers the machine runs",
+        "send SIGHUP (a new weight file) or SIGTERM (drain), however many servers the machine runs; it will not "
+        "start on the file of a server still running",
     )
+
+    @field_validator("pid_file", mode="before")
+    @classmethod
+    def no_pid_file_when_empty(cls, value: object) -> object:
+        """`RELIGHT_PID_FILE=` (an env file's way of leaving it unset) is no pid file, not the current folder."""
+        return None if value == "" else value
 
     @field_validator("tracing")
     @classmethod

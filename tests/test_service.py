@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from service.settings import Settings
 from tests.engines import POISON, SLOW
 from tests.images import decode, encode, png_with_header, scene
 from tests.server import free_port, running_server, wait_for_metric, wait_until
@@ -217,15 +218,19 @@ def test_startup_readiness_and_sigterm_drain(weights_file, tmp_path, workers):
     ids=["relight-serve", "uvicorn"],
 )
 def test_sigterm_during_warm_up_ends_the_process_at_once(weights_file, tmp_path, command):
-    """Nothing is accepted while warming up: a signal ends the process, not the ten-minute pass under way."""
+    """Nothing is accepted while warming up: a signal ends the process, not the ten-minute pass under way. That exit
+    skips Python's clean-up, not the pid file's removal (relight-serve's; plain uvicorn writes none)."""
+    pid_file = tmp_path / "relight.pid"
     with running_server(
         weights_file, tmp_path, command=[sys.executable, *command], wait_ready=False, warmup="1024x1024",
-        test_seconds_per_megapixel=600,
+        test_seconds_per_megapixel=600, pid_file=pid_file,
     ) as server:  # fmt: skip
         assert httpx.get(server.url + "/readyz").status_code == 503
+        assert pid_file.exists() == (command[1] == "tests.engines")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
     assert "stopped during warm-up" in server.log()
+    assert not pid_file.exists()
 
 
 @pytest.mark.parametrize(("workers", "stop"), [(1, signal.SIGTERM), (1, signal.SIGINT), (2, signal.SIGTERM),
@@ -266,10 +271,12 @@ def test_a_signal_while_the_weights_load_ends_every_process_at_once(weights_file
 def test_a_second_signal_exits_at_once_leaving_the_accepted_request(weights_file, tmp_path, workers):
     """Ctrl-C twice: the first drains, waiting for the image the model is on (a 40 s pass here); the second ends
     the process by its signal, the model process too, and the client's connection closes unanswered."""
+    pid_file = tmp_path / "relight.pid"
     with running_server(
         weights_file, tmp_path, command=[sys.executable, "-m", "tests.engines"], max_wait_ms=0, workers=workers,
-        test_seconds_per_megapixel=40,
+        test_seconds_per_megapixel=40, pid_file=pid_file,
     ) as server:  # fmt: skip
+        assert int(pid_file.read_text()) == server.process.pid
         batches_before = server.metric("relight_batch_size_count")
         with ThreadPoolExecutor(1) as pool:
             accepted = pool.submit(post, server.url, encode(scene(1024, 1024)), timeout=120)
@@ -285,16 +292,33 @@ def test_a_second_signal_exits_at_once_leaving_the_accepted_request(weights_file
                 accepted.result()
     assert "again: exiting without waiting for 1 accepted requests" in server.log()
     assert "Traceback" not in server.log()
+    assert not pid_file.exists()
 
 
-def test_a_pid_file_that_cannot_be_written_stops_startup_with_one_line(tmp_path):
-    pid_file = tmp_path / "no-such-folder" / "relight.pid"
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("problem", ["unwritable", "running"])
+def test_a_pid_file_that_cannot_be_ours_stops_startup_with_one_line(tmp_path, workers, problem):
+    """A folder that is not there; or the file of a server still running (here this test's process), which a second
+    server given the same file must not take over: its operator would signal the wrong one."""
+    pid_file = tmp_path / ("no-such-folder" if problem == "unwritable" else "") / "relight.pid"
+    if problem == "running":
+        pid_file.write_text(f"{os.getpid()}\n")
     result = subprocess.run([sys.executable, "-m", "service.serve"], env={"RELIGHT_PID_FILE": str(pid_file),
-                            "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)  # fmt: skip
+                            "RELIGHT_WORKERS": workers, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("relight: cannot start: RELIGHT_PID_FILE:")
-    assert str(pid_file.parent) in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("relight: cannot start: RELIGHT_PID_FILE")
+    assert {"unwritable": str(pid_file.parent), "running": f"names process {os.getpid()}, which is running"}[
+        problem
+    ] in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == (["relight.pid"] if problem == "running" else [])
+
+
+@pytest.mark.fast
+def test_an_empty_pid_file_setting_is_no_pid_file():
+    """An env file's `RELIGHT_PID_FILE=` leaves it unset; as a path it was the current folder, and startup failed."""
+    assert Settings(pid_file="").pid_file is None
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

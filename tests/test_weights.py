@@ -1,10 +1,12 @@
 import errno
 import json
 import os
+import re
 import stat
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,8 +136,7 @@ def write_bad_header(path):
         (write_truncated, "not a readable safetensors file (cut short or grown"),
         (lambda p, m: save_weights(m, p, (-0.5, 0.5)) or p.write_bytes(p.read_bytes() + b"x"), "cut short or grown"),
         (write_overwritten_part_way, "do not match the SHA-256 its header records"),
-        # A file of another kind, even a large one, is refused from its first bytes without reading the rest.
-        (lambda p, m: p.touch() or os.truncate(p, 3 << 30), "a header of 0"),
+        (lambda p, m: p.write_bytes(struct.pack("<Q", 200_000) + b"[" * 200_000), "bad header: RecursionError"),
         # Never opened: a read would wait for a writer forever; /dev/zero's would never end.
         (lambda p, m: os.mkfifo(p), "not a regular file"),
         (lambda p, m: p.symlink_to("/dev/zero"), "not a regular file"),
@@ -156,6 +157,25 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, stacked, writ
         load_weights(path)
     assert str(path) in str(raised.value)
     assert message in str(raised.value)
+
+
+def bytes_read() -> int:
+    """What this process has read through read(2) and the like so far (/proc/self/io's rchar), in bytes."""
+    return int(re.search(r"^rchar: (\d+)$", Path("/proc/self/io").read_text(), re.M).group(1))
+
+
+@pytest.mark.parametrize("length", [0, 1 << 40], ids=["zero", "a TiB"])
+def test_a_large_file_of_another_kind_is_refused_from_its_first_bytes(tmp_path, length):
+    """A multi-GB checkpoint copied to RELIGHT_WEIGHTS by mistake was read whole, twice, before its refusal (3.7 GB
+    held after a 3 GB file). Here a sparse 3 GiB file whose first 8 bytes give a header of `length`."""
+    path = tmp_path / "big.safetensors"
+    with path.open("wb") as file:
+        file.write(struct.pack("<Q", length))
+        file.truncate(3 << 30)
+    before = bytes_read()
+    with pytest.raises(WeightsError, match=f"a header of {length:,}"):
+        load_weights(path)
+    assert bytes_read() - before < 1 << 20
 
 
 @pytest.mark.parametrize("stacked_checkpoint", [True, False])
@@ -208,7 +228,7 @@ def test_info_prints_parameters_flops_range_and_the_training_headline(tmp_path, 
     assert "10,848,786" in result.stdout
     assert "1.368 TFLOP" in result.stdout
     assert "[-0.5, 0.5]" in result.stdout
-    assert "steps         700 in 1.3 h" in result.stdout
+    assert "last run      700 steps in 1.3 h" in result.stdout
     assert "command       python -m training.train --preset v3" in result.stdout
     assert "started from  sha256 8563f7f4aa19 " in result.stdout
     assert "validation    data/synth3: 22.82 dB, SSIM 0.7309" in result.stdout

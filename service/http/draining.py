@@ -7,12 +7,12 @@ answers every request it already accepted, then exits 0. A second signal exits a
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 
 import uvicorn
 
+from service.exits import exit_now
 from service.http.state import ServiceState
 
 log = logging.getLogger("relight")
@@ -42,8 +42,7 @@ class DrainingServer(uvicorn.Server):
                 return  # a third signal, while the second one's log line is written: the exit is the second's
             self.exiting = True
             log.warning("signal %d again: exiting without waiting for %d accepted requests", sig, self.state.in_flight)
-            logging.shutdown()
-            os._exit(128 + sig)
+            exit_now(128 + sig)
         log.info("signal %d: draining %d accepted requests", sig, self.state.in_flight)
         self.state.draining = True
         self.drain_task = asyncio.get_event_loop().create_task(self.drain())

@@ -7,7 +7,6 @@ Both are a service.batching.handle.ModelHandle.
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from model.tiling import Tiling
 from service.batching.batcher import Batcher, Job, Reservation
 from service.batching.handle import ModelDescription, NotAccepting, SwapBusy, SwapRefused
+from service.exits import exit_now
 from service.inference import weights_swap
 from service.inference.engine import Engine, compiled_graphs
 from service.inference.weights_swap import EngineFactory
@@ -84,14 +84,12 @@ class LocalModel:
         """
         if self._warmup is not None and not self._warmup.done():
             log.warning("stopped during warm-up: nothing was accepted; exiting without finishing it")
-            logging.shutdown()
-            os._exit(0)
+            exit_now(0)
         await self.batcher.stop()
         if self._swapping.locked():
             log.warning("stopped during a weights swap: every accepted request was answered; exiting without "
                         "finishing the swap (its weights never served)")  # fmt: skip
-            logging.shutdown()
-            os._exit(0)
+            exit_now(0)
 
     async def _warm_up(self) -> None:
         try:

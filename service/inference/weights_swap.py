@@ -17,11 +17,10 @@ queue) and moves the old copy back if any check fails.
 import asyncio
 import hashlib
 import logging
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from model.weights import WeightsError
+from model.weights import WeightsError, open_regular
 from service.batching.handle import SwapRefused
 from service.inference.engine import Engine
 from service.settings import Settings
@@ -45,12 +44,12 @@ def weights_path(settings: Settings, name: str | None) -> Path:
 def serving_already(path: Path, live: Engine) -> bool:
     """Whether `path` is the live file and still holds the bytes it was loaded from (a SIGHUP with nothing new).
     Only a regular file is read, in chunks: anything else (a FIFO, /dev/zero) is for the load's checks to refuse."""
+    if path != live.weights_path:
+        return False
     try:
-        if path != live.weights_path or not stat.S_ISREG(path.stat().st_mode):
-            return False
-        with path.open("rb") as file:
+        with open_regular(path) as file:
             return hashlib.file_digest(file, "sha256").hexdigest() == live.weights_sha256
-    except OSError:
+    except (WeightsError, OSError):
         return False
 
 

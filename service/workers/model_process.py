@@ -28,6 +28,7 @@ or to swap to the weight file at RELIGHT_WEIGHTS on SIGHUP ("reload").
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -52,8 +53,16 @@ from service.workers.messages import Answered, Status, frame, read_message
 log = logging.getLogger("relight.model_process")
 
 
+def deaf_to_hangups() -> None:
+    """A child of relight-serve ignores SIGHUP (relight-serve passes swaps on itself): it starts with SIGHUP blocked
+    (supervisor.start_deaf_to_signals); ignoring it drops one that came meanwhile, then unblocking lets none wait."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
 def main(settings: Settings, engine_factory: Callable[[Settings], Engine], socket_path: Path, parent: Connection):
     """Load the model, listen, say so to the parent (or why not), and serve until the parent says stop."""
+    deaf_to_hangups()
     os.setpgrp()  # Ctrl-C reaches the parent only; it stops this process after the workers have drained.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -31,6 +31,7 @@ from service.http.app import create_app
 from service.http.draining import DrainingServer
 from service.http.header_deadline import header_deadline_protocol
 from service.inference.engine import Engine
+from service.pid_file import pid_file
 from service.settings import Settings
 from service.workers import model_process, shared_images
 from service.workers.remote_model import RemoteModel
@@ -61,6 +62,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def worker_main(settings: Settings, host: str, port: int, socket_path: Path, shared_dir: Path) -> None:
+    model_process.deaf_to_hangups()
     os.setpgrp()  # Ctrl-C reaches relight-serve only, which passes it on once as SIGTERM.
     # Uploads, decoded pixels and answers are megabytes each; kept by the heap, they are not faulted in anew.
     reuse_freed_memory()
@@ -75,33 +77,42 @@ def worker_main(settings: Settings, host: str, port: int, socket_path: Path, sha
 
 
 def start_deaf_to_signals(process: BaseProcess) -> None:
-    """Start `process` with SIGINT and SIGHUP ignored, which its new interpreter keeps through exec (Python installs
-    its KeyboardInterrupt handler only where SIGINT is at its default). SIGINT: a terminal's Ctrl-C reaches the whole
-    process group, the child too until its own os.setpgrp(), and broke its start-up with a traceback; uvicorn, in an
-    HTTP worker, takes SIGINT back when it serves. SIGHUP: relight-serve passes swaps on itself, and one that reached
-    a child (`systemctl kill` signals every process of the unit) ended it, the model process taking the service
-    down. SIGHUP is blocked meanwhile, so that one sent to relight-serve during the start waits for its handler
-    instead of being lost (Linux keeps a blocked signal pending even while it is ignored)."""
+    """Start `process` with SIGINT ignored and SIGHUP blocked, which its new interpreter keeps through exec (Python
+    installs its KeyboardInterrupt handler only where SIGINT is at its default). SIGINT: a terminal's Ctrl-C reaches
+    the whole process group, the child too until its own os.setpgrp(), and broke its start-up with a traceback;
+    uvicorn, in an HTTP worker, takes SIGINT back when it serves. SIGHUP: relight-serve passes swaps on itself, and
+    one that reached a child (`systemctl kill` signals every process of the unit) ended it, the model process taking
+    the service down; the child ignores it from its first line (model_process.deaf_to_hangups), and until then a
+    blocked one waits. Here SIGHUP keeps its handler, so that one sent to relight-serve meanwhile is not lost
+    (another thread, where this one blocks it, takes it)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGHUP)}
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         process.start()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, previous)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
 def serve(settings: Settings, engine_factory: Callable[[Settings], Engine], host: str, port: int) -> int | str:
     """Run until signalled; returns the exit status (0 drained, 1 the model process died, or why it cannot start)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="relight-"))
-    shared_dir = shared_images.make_directory()
-    log.info("%d HTTP workers and a model process; images pass through %s", settings.workers, shared_dir)
-    try:
-        return supervise(settings, engine_factory, host, port, run_dir, shared_dir)
-    finally:
-        shared_images.remove_directory(shared_dir)
-        shared_images.remove_directory(run_dir)
+    # First, before any process starts and before the pid file invites signals: the default actions would end
+    # relight-serve while the model process loads the weights, SIGHUP's for good, SIGTERM's and Ctrl-C's leaving that
+    # process running without its parent.
+    hangups: list[int] = []
+    signal.signal(signal.SIGHUP, lambda sig, frame: hangups.append(sig))
+    signals: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda sig, frame: signals.append(sig))
+    with pid_file(settings.pid_file):
+        run_dir = Path(tempfile.mkdtemp(prefix="relight-"))
+        shared_dir = shared_images.make_directory()
+        log.info("%d HTTP workers and a model process; images pass through %s", settings.workers, shared_dir)
+        try:
+            return supervise(settings, engine_factory, host, port, run_dir, shared_dir, hangups, signals)
+        finally:
+            shared_images.remove_directory(shared_dir)
+            shared_images.remove_directory(run_dir)
 
 
 def supervise(
@@ -111,14 +122,10 @@ def supervise(
     port: int,
     run_dir: Path,
     shared_dir: Path,
+    hangups: list[int],
+    signals: list[int],
 ) -> int | str:
-    # First, before any process starts: the default actions would end relight-serve while the model process loads
-    # the weights, SIGHUP's for good, SIGTERM's and Ctrl-C's leaving that process running without its parent.
-    hangups: list[int] = []
-    signal.signal(signal.SIGHUP, lambda sig, frame: hangups.append(sig))
-    signals: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda sig, frame: signals.append(sig))
+    """serve's work once the folders exist; `hangups` and `signals` grow as the handlers take SIGHUPs and stops."""
     socket_path = run_dir / "model.sock"
     to_model, model_end = SPAWN.Pipe()
     model = SPAWN.Process(
