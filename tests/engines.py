@@ -11,9 +11,13 @@ The engine is the real Engine (weights loaded, settings honoured) with seams tha
   long, so that a test can signal the service while it loads.
 - Faults: a batch holding an all-13 image raises; one holding an all-7 image takes 3 s longer (longer
   than its estimate: a late answer).
+- A stack dump: launched as `python -m tests.engines`, SIGUSR1 writes every thread's stack to stderr (faulthandler),
+  so that a test whose server does not exit in time can show where it is.
 """
 
+import faulthandler
 import os
+import signal
 import time
 
 import numpy as np
@@ -54,4 +58,5 @@ def seamed_app():
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     main(engine_factory=SeamedEngine)
