@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None, engine_factory: Callable[[Settings], Eng
     swaps = HangupSwaps()
     swap_on_hangup(swaps)
     # Until uvicorn takes the signals: SIGTERM as Ctrl-C, so that either, while the weights load and nothing has been
-    # accepted, ends the process with status 0 and one line instead of SIGTERM's default death or a traceback.
+    # accepted, ends the process with status 0 and one line instead of SIGTERM's default death or a traceback. SIGINT
+    # too, where it came in ignored (a shell's `&` job): Python then leaves it ignored, uvicorn takes it once serving,
+    # and the supervisor (RELIGHT_WORKERS > 1) takes it from the start.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pid_file(settings.pid_file):
             serve(settings, engine_factory, host, port, swaps)
