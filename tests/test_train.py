@@ -260,6 +260,18 @@ def test_resume_takes_the_checkpoints_settings_and_refuses_others(tiny_set, tmp_
     )
 
 
+def test_a_train_only_set_and_a_set_listed_twice_train_and_the_final_tables_score_each_validation_once(
+    tiny_set, tmp_path, capsys
+):
+    train_only = tmp_path / "extra"
+    write_dataset(train_only, train=2, val=0, size=32, seed=4, supersample=1)
+    cfg = tiny_config(f"{tiny_set},{train_only},{tiny_set}", tmp_path / "run", architecture="DMSHN", max_steps=1,
+                      stage2_step=0)  # fmt: skip
+    training = read_metadata(train(cfg))["training"]
+    assert list(training["validation_sets"]) == [str(tiny_set)]
+    assert f"{train_only / 'validation'}: no images, not scored" in capsys.readouterr().out
+
+
 def test_evaluate_prints_the_table(tiny_set, tmp_path, capsys):
     weights = train(tiny_config(tiny_set, tmp_path, architecture="DMSHN", max_steps=2, stage2_step=1))
     capsys.readouterr()

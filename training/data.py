@@ -66,6 +66,14 @@ def discover_pairs(folder: Path) -> list[Pair]:
     return pairs
 
 
+def holds_images(folder: str | Path) -> bool:
+    """Whether a split folder holds any image to pair, in input/ or (full-VIDIT names) in itself. A train-only
+    set's validation split (`training.synth --val 0`) holds none, where discover_pairs raises DataError."""
+    folder = Path(folder)
+    images = folder / "input" if (folder / "input").is_dir() else folder
+    return images.is_dir() and any(path.suffix.lower() in image_suffixes() for path in images.iterdir())
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """uint8 (H, W, 3): alpha is dropped, as VIDIT's RGBA files carry alpha 255."""
     try:

@@ -42,7 +42,7 @@ from model.pixels import parse_value_range, to_network
 from model.precision import compile_wanted, fast_autocast_dtype
 from model.weights import STORAGE_DTYPES, WeightsError, load_weights, save_weights
 from training.baselines import ColourTransfer
-from training.data import DataError, RelightPairs
+from training.data import DataError, RelightPairs, holds_images
 from training.evaluate import dark_pixels, evaluate, evaluation_table, format_table, network_method
 from training.identity_init import colour_init_, identity_init_
 from training.losses import CombinedLoss, CombinedSobelLoss, L2Loss
@@ -570,10 +570,14 @@ def train(cfg: TrainConfig) -> Path:
 
 def record_final_evaluation(cfg, best: Path, roots: list[Path], device, amp_dtype, wall: float) -> None:
     """Evaluate the best weights on each data root's whole validation split beside both baselines (the colour
-    transfer fitted on that root's train split); store the tables in the file."""
+    transfer fitted on that root's train split); store the tables in the file. A root listed twice (to weigh its
+    draws) is scored once; a train-only root (no validation images) is named and skipped."""
     model, metadata = load_weights(best, device)
     tables = {}
-    for root in roots:
+    for root in dict.fromkeys(roots):
+        if not holds_images(root / "validation"):
+            print(f"{root / 'validation'}: no images, not scored (a train-only set)")
+            continue
         colour_transfer = ColourTransfer.fit(RelightPairs(root / "train"))
         validation = RelightPairs(root / "validation")
         tables[str(root)] = evaluation_table(model, validation, metadata["value_range"], colour_transfer, amp_dtype,
