@@ -111,7 +111,10 @@ def choose_variant() -> tuple[str, str]:
     if "llvm_ad_rgb" in mi.variants() and dr.has_backend(dr.JitBackend.LLVM):
         if llvm_works():
             return "llvm_ad_rgb", "Dr.Jit's LLVM backend compiled and ran a probe render"
-        return "scalar_rgb", "the LLVM backend loads but a probe render failed (LLVM older than 16 on this CPU?)"
+        return "scalar_rgb", (
+            "the LLVM backend loads but a probe render failed (LLVM older than 16? Debian's "
+            "libllvm19 makes llvm_ad_rgb work, 1.3-1.6x faster)"
+        )
     return "scalar_rgb", "no CUDA device and no usable LLVM library (install libllvm19 for the faster llvm_ad_rgb)"
 
 
