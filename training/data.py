@@ -34,22 +34,32 @@ class Pair:
     flip: bool = False  # mirror both images left-right (the West-target pairs)
 
 
+def split_images(folder: str | Path) -> list[Path]:
+    """The images of a split folder, sorted: those in input/ (track-1 layout), else those in the folder itself
+    (full-VIDIT names); [] where the folder is missing or holds none, as a train-only set's validation split
+    (`training.synth --val 0`) does."""
+    folder = Path(folder)
+    images = folder / "input" if (folder / "input").is_dir() else folder
+    if not images.is_dir():
+        return []
+    suffixes = image_suffixes()
+    return sorted(path for path in images.iterdir() if path.suffix.lower() in suffixes)
+
+
 def discover_pairs(folder: Path) -> list[Pair]:
     """Pairs in a track-1 split folder (input/, target/) or a folder of full-VIDIT names."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
-    suffixes = image_suffixes()
     if (folder / "input").is_dir():
-        inputs = sorted(p for p in (folder / "input").iterdir() if p.suffix.lower() in suffixes)
         pairs = []
-        for path in inputs:
+        for path in split_images(folder):
             target = folder / "target" / path.name
             if not target.is_file():
                 raise DataError(f"{path}: no target image {target}")
             pairs.append(Pair(path, target))
     else:
-        by_name = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in suffixes}
+        by_name = {p.stem: p for p in split_images(folder)}
         pairs = []
         for stem, path in sorted(by_name.items()):
             match = VIDIT_NAME.match(stem)
@@ -64,14 +74,6 @@ def discover_pairs(folder: Path) -> list[Pair]:
     if not pairs:
         raise DataError(f"{folder}: no image pairs (expected input/ and target/, or Image000_6500_N.png names)")
     return pairs
-
-
-def holds_images(folder: str | Path) -> bool:
-    """Whether a split folder holds any image to pair, in input/ or (full-VIDIT names) in itself. A train-only
-    set's validation split (`training.synth --val 0`) holds none, where discover_pairs raises DataError."""
-    folder = Path(folder)
-    images = folder / "input" if (folder / "input").is_dir() else folder
-    return images.is_dir() and any(path.suffix.lower() in image_suffixes() for path in images.iterdir())
 
 
 def read_rgb(path: Path) -> np.ndarray:

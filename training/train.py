@@ -42,7 +42,7 @@ from model.pixels import parse_value_range, to_network
 from model.precision import compile_wanted, fast_autocast_dtype
 from model.weights import STORAGE_DTYPES, WeightsError, load_weights, save_weights
 from training.baselines import ColourTransfer
-from training.data import DataError, RelightPairs, holds_images
+from training.data import DataError, RelightPairs, split_images
 from training.evaluate import dark_pixels, evaluate, evaluation_table, format_table, network_method
 from training.identity_init import colour_init_, identity_init_
 from training.losses import CombinedLoss, CombinedSobelLoss, L2Loss
@@ -575,7 +575,7 @@ def record_final_evaluation(cfg, best: Path, roots: list[Path], device, amp_dtyp
     model, metadata = load_weights(best, device)
     tables = {}
     for root in dict.fromkeys(roots):
-        if not holds_images(root / "validation"):
+        if not split_images(root / "validation"):
             print(f"{root / 'validation'}: no images, not scored (a train-only set)")
             continue
         colour_transfer = ColourTransfer.fit(RelightPairs(root / "train"))
